@@ -1,0 +1,35 @@
+# The README's two commands: `make run` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+PY312 := $(shell scripts/find-python 3.12)
+PY311 := $(shell scripts/find-python 3.11)
+VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint test-gateway clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(VENV)/bin/python || $(PY312) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/python -m app serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/mypy app
+
+test-gateway: $(VENV)/.dev
+	$(VENV)/bin/python -m pytest tests -q
+
+test: lint test-gateway
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

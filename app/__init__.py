@@ -1,0 +1,3 @@
+"""Dify Video Gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""Command line: ``python -m app serve`` (default) and ``python -m app storage lifecycle``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from app.config import ConfigError, Settings, load_settings
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {"server": {}}
+    if getattr(args, "host", None):
+        overrides["server"]["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["server"]["port"] = args.port
+    return load_settings(args.config, overrides=overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.logs import setup_logging
+    from app.main import configured_tokens, create_app, dev_token_path
+
+    settings = _load(args)
+    setup_logging(settings.server.log_level)
+    if not settings.auth.valid_tokens:
+        token = configured_tokens(settings)[0]
+        # Shown once on the console so a new user can call the API; never logged.
+        print(
+            f"\n  Dev token (kept in {dev_token_path(settings)}):\n\n    {token}\n\n"
+            f"  curl -H 'Authorization: Bearer {token}' \\\n"
+            f"       -H 'Content-Type: application/json' \\\n"
+            f'       -d \'{{"prompt": "a cat playing piano"}}\' \\\n'
+            f"       {settings.server.base_url()}/generate-video\n",
+            flush=True,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        timeout_graceful_shutdown=10,
+        access_log=False,  # ours (app.access) leaves out query strings and their signatures
+    )
+    return 0
+
+
+def storage_lifecycle(args: argparse.Namespace) -> int:
+    from app.storage.lifecycle import run_lifecycle
+
+    settings = _load(args)
+    for line in run_lifecycle(settings, days=args.days, dry_run=args.dry_run):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Dify Video Gateway")
+    parser.add_argument("--config", help="config.ini path (default: $VGW_CONFIG or ./config.ini)")
+    commands = parser.add_subparsers(dest="command")
+
+    serve_cmd = commands.add_parser("serve", help="run the HTTP gateway (default)")
+    serve_cmd.add_argument("--config", help=argparse.SUPPRESS)
+    serve_cmd.add_argument("--host")
+    serve_cmd.add_argument("--port", type=int)
+    serve_cmd.set_defaults(func=serve)
+
+    storage_cmd = commands.add_parser("storage", help="object storage maintenance")
+    storage_sub = storage_cmd.add_subparsers(dest="storage_command", required=True)
+    lifecycle = storage_sub.add_parser(
+        "lifecycle", help="archive objects after N days; abort stale multipart uploads"
+    )
+    lifecycle.add_argument("--config", help=argparse.SUPPRESS)
+    lifecycle.add_argument("--days", type=int, default=30)
+    lifecycle.add_argument("--dry-run", action="store_true")
+    lifecycle.set_defaults(func=storage_lifecycle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv or sys.argv[1:]), "serve"])
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Dependency aliases: routes read the app's shared objects through these."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app.api.security import Principal, TokenVerifier
+from app.config import Settings
+from app.prompts.service import PromptService
+from app.providers.registry import ProviderRegistry
+from app.storage.base import Storage
+from app.tasks.runner import LocalRunner
+from app.tasks.service import TaskService
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_tasks(request: Request) -> TaskService:
+    tasks: TaskService = request.app.state.tasks
+    return tasks
+
+
+def get_prompts(request: Request) -> PromptService:
+    prompts: PromptService = request.app.state.prompts
+    return prompts
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_providers(request: Request) -> ProviderRegistry:
+    providers: ProviderRegistry = request.app.state.providers
+    return providers
+
+
+def get_runner(request: Request) -> LocalRunner:
+    runner: LocalRunner = request.app.state.runner
+    return runner
+
+
+def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(authorization)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TasksDep = Annotated[TaskService, Depends(get_tasks)]
+PromptsDep = Annotated[PromptService, Depends(get_prompts)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]
+RunnerDep = Annotated[LocalRunner, Depends(get_runner)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

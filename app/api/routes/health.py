@@ -1,0 +1,62 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import PrincipalDep
+from app.api.errors import error_response
+from app.errors import AppError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+async def _probe(check: Any) -> str:
+    try:
+        async with asyncio.timeout(5):
+            await check()
+        return "ok"
+    except AppError as exc:
+        return exc.message
+    except TimeoutError:
+        return "timed out"
+    except Exception as exc:  # a readiness probe reports; it never raises
+        return f"{type(exc).__name__}"
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The task store, the storage and the default provider are reachable."""
+    state = request.app.state
+    provider = state.providers.get(state.providers.default)
+    checks = {
+        "store": await _probe(state.store.check),
+        "storage": await _probe(state.storage.check),
+        f"provider:{provider.name}": await _probe(provider.check),
+    }
+    failing = {name: result for name, result in checks.items() if result != "ok"}
+    if failing:
+        message = "; ".join(f"{name}: {result}" for name, result in failing.items())
+        return error_response(
+            503, "unavailable", f"not ready: {message}", retryable=True, detail=checks
+        )
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, _: PrincipalDep) -> Response:
+    """Prometheus metrics."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

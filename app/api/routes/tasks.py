@@ -1,0 +1,66 @@
+"""``/v1/tasks``: the asynchronous API (submit, poll or long-poll, list, cancel)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, status
+
+from app.api.deps import PrincipalDep, TasksDep
+from app.api.schemas import TaskList, TaskPublic, TaskStatusWord, VideoCreate
+from app.tasks.models import TaskStatus
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="Same key, same task (24 h)."),
+]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic)
+async def create_task(
+    body: VideoCreate,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Submit a video task; answers at once with the task."""
+    task, _ = await tasks.create(
+        body.model_dump(exclude_none=True), owner=principal.owner, idempotency_key=idempotency_key
+    )
+    return await tasks.present(task)
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+async def get_task(
+    task_id: str,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll until the task ends.")] = 0,
+) -> dict[str, Any]:
+    """Read a task; with ``wait_s`` wait up to that long for it to end."""
+    task = await tasks.get(task_id, owner=principal.owner)
+    if wait_s > 0:
+        task = await tasks.wait(task, wait_s)
+    return await tasks.present(task)
+
+
+@router.get("", response_model=TaskList)
+async def list_tasks(
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    status: TaskStatusWord | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """The caller's own tasks, newest first."""
+    found = await tasks.list(
+        owner=principal.owner, status=TaskStatus(status) if status else None, limit=limit
+    )
+    return {"data": [await tasks.present(task) for task in found]}
+
+
+@router.delete("/{task_id}", response_model=TaskPublic)
+async def cancel_task(task_id: str, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
+    """Cancel a task that has not ended (also at the provider)."""
+    return await tasks.present(await tasks.cancel(task_id, owner=principal.owner))

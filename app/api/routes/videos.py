@@ -1,0 +1,67 @@
+"""``POST /generate-video``: the seed's synchronous endpoint, for Dify's HTTP Request node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import PrincipalDep, SettingsDep, TasksDep
+from app.api.errors import app_error_response
+from app.api.routes.tasks import IdempotencyKey
+from app.api.schemas import ErrorBody, TaskAccepted, VideoCreate, VideoResult
+from app.errors import ConflictError
+from app.tasks.models import TaskStatus
+from app.tasks.pipeline import stored_error
+
+router = APIRouter(tags=["videos"])
+
+
+@router.post(
+    "/generate-video",
+    response_model=VideoResult,
+    responses={202: {"model": TaskAccepted}, 400: {"model": ErrorBody}, 502: {"model": ErrorBody}},
+)
+async def generate_video(
+    body: VideoCreate,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Generate a video and answer with its URL (202 with a status URL if it takes too long)."""
+    task, _ = await tasks.create(
+        body.model_dump(exclude_none=True), owner=principal.owner, idempotency_key=idempotency_key
+    )
+    wait_s = settings.server.sync_wait_s if body.wait_s is None else body.wait_s
+    task = await tasks.wait(task, wait_s)
+    if task.status is TaskStatus.SUCCEEDED:
+        video_url, expires_at = await tasks.signed_url(task)
+        return {
+            "video_url": video_url,
+            "filename": task.filename,
+            "task_id": task.id,
+            "status": task.status.value,
+            "provider": task.provider,
+            "prompt": task.prompt,
+            "expanded_prompt": task.expanded_prompt,
+            "duration_ms": body.duration_ms,
+            "aspect_ratio": body.aspect_ratio,
+            "expires_at": expires_at,
+        }
+    if task.status is TaskStatus.FAILED:
+        return app_error_response(stored_error(task), task_id=task.id)
+    if task.status is TaskStatus.CANCELLED:
+        return app_error_response(ConflictError("the task was cancelled"), task_id=task.id)
+    status_url = f"{settings.server.base_url()}/v1/tasks/{task.id}"
+    accepted = TaskAccepted(
+        task_id=task.id,
+        status=task.status.value,
+        status_url=status_url,
+        message=(
+            f"The video is still being generated (task {task.id}). Poll {status_url}?wait_s=25 "
+            "with the same token, or use the asynchronous (polling) workflow."
+        ),
+    )
+    return JSONResponse(accepted.model_dump(), status_code=202)

@@ -1,0 +1,134 @@
+"""Request and response bodies of the HTTP API (see DESIGN.md, "HTTP API")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
+TaskStatusWord = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class VideoCreate(BaseModel):
+    """Body of ``POST /generate-video`` and ``POST /v1/tasks``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=2000, description="The idea or the full prompt.")
+    aspect_ratio: AspectRatio = "16:9"
+    duration_ms: int = Field(5000, ge=500, le=60_000)
+    fps: int = Field(24, ge=1, le=60)
+    provider: str | None = Field(None, max_length=32)
+    expand_prompt: bool | None = None
+    style: str | None = Field(None, max_length=64)
+    template: str | None = Field(None, max_length=64)
+    platform: str | None = Field(None, max_length=64)
+    negative_prompt: str | None = Field(None, max_length=2000)
+    seed: int | None = Field(None, ge=-1, le=2**32 - 1)
+    resolution: Literal["480p", "720p", "1080p"] | None = None
+    image_url: str | None = Field(
+        None, max_length=10_000_000, description="First frame (image-to-video)."
+    )
+    last_frame_url: str | None = Field(
+        None,
+        max_length=10_000_000,
+        description="Last frame; needs image_url too (first+last frame).",
+    )
+    callback_url: str | None = Field(None, max_length=2000)
+    metadata: dict[str, Any] | None = None
+    wait_s: float | None = Field(None, ge=0, le=3600, description="How long /generate-video waits.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+    @field_validator("image_url", "last_frame_url")
+    @classmethod
+    def _image_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "data:image/")):
+            raise ValueError("must be an http(s) URL or a data:image/... URL")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        import json
+
+        if value is not None and len(json.dumps(value)) > 16_384:
+            raise ValueError("metadata must be at most 16 KiB of JSON")
+        return value
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+
+
+class TaskPublic(BaseModel):
+    id: str
+    status: TaskStatusWord
+    stage: str | None
+    progress: int
+    provider: str | None
+    provider_task_id: str | None
+    provider_status: str | None
+    prompt: str
+    expanded_prompt: str | None
+    expanded_by: str | None
+    params: dict[str, Any]
+    route_reason: str | None
+    video_url: str | None
+    filename: str | None
+    expires_at: dt.datetime | None
+    error: TaskError | None
+    metadata: dict[str, Any]
+    group_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TaskList(BaseModel):
+    data: list[TaskPublic]
+
+
+class TaskAccepted(BaseModel):
+    """``/generate-video`` answered before the video was ready (HTTP 202)."""
+
+    task_id: str
+    status: TaskStatusWord
+    status_url: str
+    message: str
+
+
+class VideoResult(BaseModel):
+    """``/generate-video`` succeeded (HTTP 200): the seed's fields plus the task's."""
+
+    video_url: str
+    filename: str
+    task_id: str
+    status: Literal["succeeded"]
+    provider: str
+    prompt: str
+    expanded_prompt: str | None
+    duration_ms: int
+    aspect_ratio: str
+    expires_at: dt.datetime
+
+
+class ErrorBody(BaseModel):
+    error: TaskError
+    detail: Any
+    task_id: str | None = None

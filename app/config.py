@@ -1,0 +1,449 @@
+"""Settings: embedded defaults < ``config.ini`` < ``VGW_<SECTION>__<KEY>`` environment < CLI flags.
+
+The seed's ``config.ini`` works as written: its ``[common]``, ``[auth]``, ``[video_api]`` and
+``[DEFAULT]`` sections are ordinary sections here (``[DEFAULT]`` does not leak into the others).
+Unknown sections or keys, invalid values and placeholder secrets (``your_valid_token1``) fail at
+start-up with a ``ConfigError`` that names the key. Secrets are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+_PLACEHOLDER = re.compile(
+    r"^(your[_\-\s]|<.*>$|changeme|change[_-]me|xxx+$|placeholder|todo$)", re.I
+)
+ENV_PREFIX = "VGW_"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or invalid. The message names the key."""
+
+
+def _split_list(value: Any) -> Any:
+    """Lists in an ini file: a JSON list (``["a", "b"]``, the seed's form) or ``a, b``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON list: {exc.msg}") from exc
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from exc
+    return value
+
+
+def _refuse_placeholder(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and _PLACEHOLDER.search(value.get_secret_value().strip()):
+        raise ValueError("looks like a placeholder from an example file; set a real value")
+    return value
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        # ``key =`` in an ini file means "not set", not "the empty string".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_base_url: str | None = None
+    data_dir: Path = Path("data")
+    sync_wait_s: float = Field(540.0, ge=0, le=3600)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class AuthSettings(Section):
+    valid_tokens: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("valid_tokens", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("valid_tokens")
+    @classmethod
+    def _no_placeholders(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for token in value:
+            _refuse_placeholder(token)
+            if len(token.get_secret_value()) < 8:
+                raise ValueError("tokens must be at least 8 characters")
+        return value
+
+
+class StorageSettings(Section):
+    backend: Literal["local", "oss", "s3"] | None = None
+    url_expires_s: int = Field(86400, ge=1, le=7 * 86400)
+    public: bool = False
+    custom_domain: str | None = None
+    local_dir: Path | None = None
+    signing_key: SecretStr | None = None
+
+    _check = field_validator("signing_key")(lambda cls, v: _refuse_placeholder(v))
+
+
+class CommonSettings(Section):
+    """The seed's ``[common]`` section (Aliyun OSS credentials and a local output path)."""
+
+    video_output_path: Path | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    secret_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+    _check = field_validator("secret_id", "secret_key")(lambda cls, v: _refuse_placeholder(v))
+
+
+class OssSettings(Section):
+    endpoint: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    secret_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    signature_version: Literal["v4", "v1"] = "v4"
+    is_cname: bool = False
+    part_size_mb: int = Field(8, ge=1, le=64)
+    max_parts_in_flight: int = Field(3, ge=1, le=16)
+    multipart_threshold_mb: int = Field(16, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # Unset: "public-read" when [storage] public is on, else the bucket's ACL ("default").
+    object_acl: Literal["default", "private", "public-read"] | None = None
+    archive_storage_class: Literal["IA", "Archive", "ColdArchive", "DeepColdArchive"] = "Archive"
+
+    _check = field_validator("secret_id", "secret_key")(lambda cls, v: _refuse_placeholder(v))
+
+
+class S3Settings(Section):
+    endpoint_url: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    part_size_mb: int = Field(8, ge=5, le=64)
+    max_concurrency: int = Field(3, ge=1, le=16)
+    multipart_threshold_mb: int = Field(16, ge=5)
+    checksum: Literal["when_required", "when_supported"] = "when_required"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    # The lifecycle transition target: GLACIER (AWS), ARCHIVE (COS), COLD (OBS), none to skip.
+    archive_storage_class: str = "GLACIER"
+
+    _check = field_validator("access_key", "secret_key")(lambda cls, v: _refuse_placeholder(v))
+
+
+class LlmSettings(Section):
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    timeout_s: float = Field(20.0, gt=0, le=600)
+    system_prompt: str | None = None
+    expand_by_default: bool = True
+    required: bool = False
+    max_retries: int = Field(1, ge=0, le=5)
+    temperature: float = Field(0.7, ge=0, le=2)
+
+    _check = field_validator("api_key")(lambda cls, v: _refuse_placeholder(v))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class PromptsSettings(Section):
+    templates_dir: Path | None = None
+    sensitive_words_file: Path | None = None
+    moderation_url: str | None = None
+    moderation_api_key: SecretStr | None = None
+    moderation_model: str | None = None
+    default_negative_prompt: str = (
+        "blurry, low quality, distorted, deformed, extra limbs, watermark, text artifacts"
+    )
+
+    _check = field_validator("moderation_api_key")(lambda cls, v: _refuse_placeholder(v))
+
+
+class ProvidersSettings(Section):
+    default: str = "preview"
+    routes: list[dict[str, Any]] = Field(default_factory=list)
+    fallback: list[str] = Field(default_factory=list)
+    deadline_s: float = Field(3600.0, gt=0)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: Any) -> Any:
+        return _json_value(value) or []
+
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from app.providers.routing import validate_rules  # the rule format lives there
+
+        return validate_rules(value)
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _parse_fallback(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class PreviewSettings(Section):
+    concurrency: int = Field(2, ge=1, le=64)
+    height: int = Field(480, ge=64, le=2160)
+
+
+class SeedanceSettings(Section):
+    base_url: str = "https://ark.cn-beijing.volces.com/api/v3"
+    api_key: SecretStr | None = None
+    model_t2v: str = "doubao-seedance-1-0-pro-250528"
+    model_i2v: str = "doubao-seedance-1-0-pro-250528"
+    resolution: Literal["480p", "720p", "1080p"] | None = None
+    watermark: bool = False
+    camera_fixed: bool | None = None
+    max_running: int = Field(5, ge=1, le=100)
+    durations: list[int] = Field(default_factory=lambda: list(range(2, 13)))
+    service_tier: Literal["default", "flex"] | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+    callback: bool = True
+    # Retries of one call on 408/429/5xx/transport errors (after the first attempt).
+    retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(8.0, gt=0, le=300)
+    # Key for the callback URL's HMAC; derived from api_key when unset.
+    callback_secret: SecretStr | None = None
+
+    _check = field_validator("api_key", "callback_secret")(lambda cls, v: _refuse_placeholder(v))
+
+    @field_validator("durations", mode="before")
+    @classmethod
+    def _parse_durations(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class JimengSettings(Section):
+    # Unset: "official" when access_key/secret_key are set, else "relay" when a session id
+    # ([jimeng] session_id or the seed's [video_api] cookie) and a relay URL are known.
+    mode: Literal["official", "relay"] | None = None
+    base_url: str = "https://visual.volcengineapi.com"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    region: str = "cn-north-1"
+    service: str = "cv"
+    req_key_t2v: str = "jimeng_t2v_v30"
+    req_key_i2v: str = "jimeng_i2v_first_v30"
+    req_key_i2v_tail: str = "jimeng_i2v_first_tail_v30"
+    relay_url: str | None = None
+    session_id: SecretStr | None = None
+    relay_model: str = "jimeng-video-3.0"
+    max_running: int = Field(5, ge=1, le=100)
+    timeout_s: float = Field(30.0, gt=0)
+    relay_timeout_s: float = Field(1500.0, gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(8.0, gt=0, le=300)
+
+    _check = field_validator("access_key", "secret_key", "session_id")(
+        lambda cls, v: _refuse_placeholder(v)
+    )
+
+
+class VideoApiSettings(Section):
+    """The seed's ``[video_api]``: ``cookie`` is a jimeng relay session id; ``sign`` is ignored."""
+
+    cookie: SecretStr | None = None
+    sign: SecretStr | None = None
+
+    _check = field_validator("cookie")(lambda cls, v: _refuse_placeholder(v))
+
+
+class SeedDefaultSettings(Section):
+    """The seed's ``[DEFAULT]``: ``image_generation_url`` names a jimeng relay deployment."""
+
+    image_generation_url: str | None = None
+    audio_generation_url: str | None = None
+
+
+class CogVideoXSettings(Section):
+    worker_urls: list[str] = Field(default_factory=list)
+    token: SecretStr | None = None
+    fps: int = Field(8, ge=1, le=60)
+    num_inference_steps: int = Field(50, ge=1, le=100)
+    guidance_scale: float = Field(6.0, ge=0, le=30)
+    width: int = Field(720, ge=16)
+    height: int = Field(480, ge=16)
+    max_frames: int = Field(49, ge=9)
+    timeout_s: float = Field(30.0, gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+
+    _check = field_validator("token")(lambda cls, v: _refuse_placeholder(v))
+
+    @field_validator("worker_urls", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class QueueSettings(Section):
+    backend: Literal["local", "celery"] = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    concurrency: dict[str, int] = Field(default_factory=dict)
+    max_attempts: int = Field(3, ge=1, le=20)
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return _json_value(value) or {}
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+
+
+class Settings(BaseModel):
+    """All settings, one typed section per area. Build with :func:`load_settings`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    common: CommonSettings = Field(default_factory=CommonSettings)
+    oss: OssSettings = Field(default_factory=OssSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    prompts: PromptsSettings = Field(default_factory=PromptsSettings)
+    providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
+    seedance: SeedanceSettings = Field(default_factory=SeedanceSettings)
+    jimeng: JimengSettings = Field(default_factory=JimengSettings)
+    video_api: VideoApiSettings = Field(default_factory=VideoApiSettings)
+    seed_default: SeedDefaultSettings = Field(default_factory=SeedDefaultSettings, alias="DEFAULT")
+    cogvideox: CogVideoXSettings = Field(default_factory=CogVideoXSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
+
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'gateway.db'}"
+
+
+def _section_names() -> dict[str, str]:
+    """Lower-case section name (as written in ini/env) -> the Settings field name."""
+    names: dict[str, str] = {}
+    for field_name, info in Settings.model_fields.items():
+        names[(info.alias or field_name).lower()] = field_name
+    return names
+
+
+def read_ini(path: Path) -> dict[str, dict[str, str]]:
+    parser = configparser.RawConfigParser(
+        default_section="\0none",  # keep the seed's [DEFAULT] an ordinary section
+        inline_comment_prefixes=("#", ";"),
+        interpolation=None,
+    )
+    parser.optionxform = str.lower  # type: ignore[assignment,method-assign]
+    try:
+        with path.open(encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def load_settings(
+    config_path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build Settings from an ini file (optional), ``VGW_`` variables and explicit overrides."""
+    env = os.environ if environ is None else environ
+    sections = _section_names()
+    raw: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any, origin: str) -> None:
+        field = sections.get(section.lower())
+        if field is None:
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        raw.setdefault(field, {})[key.lower()] = value
+
+    path = Path(config_path) if config_path else None
+    if path is None and env.get("VGW_CONFIG"):
+        path = Path(env["VGW_CONFIG"])
+    if path is None and Path("config.ini").is_file():
+        path = Path("config.ini")
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        for section, ini_values in read_ini(path).items():
+            for key, value in ini_values.items():
+                put(section, key, value, str(path))
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        put(section, key, value, f"environment variable {name}")
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                put(section, key, value, "command line")
+
+    data = {field: values for field, values in raw.items()}
+    try:
+        return Settings.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: PydanticValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        field = Settings.model_fields.get(loc[0]) if loc else None
+        section = (field.alias or loc[0]) if field else (loc[0] if loc else "?")
+        key = ".".join(loc[1:]) or "?"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"[{section}] {key}: {message}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,159 @@
+"""Domain errors. Each one knows its HTTP status, its code and whether a retry may help.
+
+One registered handler (``app.api.errors``) renders every ``AppError`` as::
+
+    {"error": {"code": ..., "message": ..., "retryable": ...}, "detail": "<message>"}
+
+The tree::
+
+    AppError
+    ├── BadRequestError             400 bad_request
+    │   └── ContentRejectedError    400 content_rejected   (moderation, sensitive words)
+    ├── UnauthorizedError           401 unauthorized       (missing / non-Bearer header)
+    ├── ForbiddenError              403 forbidden          (unknown token)
+    ├── NotFoundError               404 not_found          (also another token's task)
+    ├── ConflictError               409 conflict           (idempotency key reused, other body)
+    ├── PayloadTooLargeError        413 payload_too_large
+    ├── ValidationError             422 validation_error
+    ├── RateLimitedError            429 rate_limited
+    ├── ProviderError               502 provider_error     (retryable unless provider says no)
+    │   ├── ProviderAuthError       502 provider_auth      (operator credentials; names provider)
+    │   └── ProviderTimeoutError    504 provider_timeout
+    └── UnavailableError            503 unavailable        (store / storage down)
+
+Provider adapters raise these (``raise ... from exc``) so that the pipeline and the HTTP
+layer never see a vendor exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class BadRequestError(AppError):
+    status_code = 400
+    code = "bad_request"
+
+
+class ContentRejectedError(BadRequestError):
+    code = "content_rejected"
+
+
+class UnauthorizedError(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(AppError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ValidationError(AppError):
+    status_code = 422
+    code = "validation_error"
+
+
+class RateLimitedError(AppError):
+    status_code = 429
+    code = "rate_limited"
+    default_retryable = True
+
+
+class ProviderError(AppError):
+    """The provider failed. ``retryable`` tells the retry loop and the fallback chain what to do."""
+
+    status_code = 502
+    code = "provider_error"
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, headers=headers)
+        self.provider = provider
+        self.retry_after_s = retry_after_s
+
+
+class ProviderAuthError(ProviderError):
+    code = "provider_auth"
+    default_retryable = False
+
+
+class ProviderTimeoutError(ProviderError):
+    status_code = 504
+    code = "provider_timeout"
+
+
+class UnavailableError(AppError):
+    status_code = 503
+    code = "unavailable"
+    default_retryable = True
+
+
+_BY_CODE: dict[str, type[AppError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequestError,
+        ContentRejectedError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        ConflictError,
+        PayloadTooLargeError,
+        ValidationError,
+        RateLimitedError,
+        ProviderError,
+        ProviderAuthError,
+        ProviderTimeoutError,
+        UnavailableError,
+    )
+}
+
+
+def error_from_dict(data: dict[str, Any]) -> AppError:
+    """Rebuild a stored task error (``{code, message, retryable}``) as the matching AppError."""
+    cls = _BY_CODE.get(str(data.get("code")), ProviderError)
+    return cls(str(data.get("message", "")), retryable=bool(data.get("retryable", False)))

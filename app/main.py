@@ -1,0 +1,155 @@
+"""The app factory. ``create_app(settings)`` builds the FastAPI app; the lifespan owns the
+shared HTTP client, the task store, the storage backend, the providers and the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.api.routes import files, health, tasks, videos
+from app.api.security import TokenVerifier
+from app.config import Settings
+from app.metrics import Metrics
+from app.prompts.service import PromptService
+from app.providers.base import VideoProvider
+from app.providers.registry import ProviderDeps, ProviderRegistry
+from app.storage.registry import StorageDeps, build_storage
+from app.tasks.models import Task
+from app.tasks.pipeline import Pipeline
+from app.tasks.runner import LocalRunner
+from app.tasks.service import TaskService
+from app.tasks.signals import Signals
+from app.tasks.store import TaskStore
+from app.tasks.webhooks import WebhookSender
+
+logger = logging.getLogger(__name__)
+
+
+def dev_token_path(settings: Settings) -> Path:
+    return settings.data_dir / "dev-token"
+
+
+def ensure_dev_token(settings: Settings) -> str:
+    """With no ``[auth] valid_tokens``, a random token made on first start (kept 0600)."""
+    path = dev_token_path(settings)
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text().strip()
+        if token:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "vgw-dev-" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def configured_tokens(settings: Settings) -> list[str]:
+    tokens = [token.get_secret_value() for token in settings.auth.valid_tokens]
+    return tokens or [ensure_dev_token(settings)]
+
+
+def create_app(
+    settings: Settings, *, extra_providers: Mapping[str, VideoProvider] | None = None
+) -> FastAPI:
+    """Build the gateway. ``extra_providers`` adds ready-made providers (tests, benchmarks)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.verifier = TokenVerifier(configured_tokens(settings))
+        async with contextlib.AsyncExitStack() as stack:
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
+                follow_redirects=True,
+            )
+            stack.push_async_callback(http.aclose)
+            store = TaskStore.from_url(settings.database_url())
+            await store.init()
+            stack.push_async_callback(store.aclose)
+            base_url = settings.server.base_url()
+            storage = build_storage(
+                settings, StorageDeps(data_dir=settings.data_dir, public_base_url=base_url)
+            )
+            stack.push_async_callback(storage.aclose)
+            providers = ProviderRegistry.from_settings(
+                settings,
+                ProviderDeps(http=http, data_dir=settings.data_dir, public_base_url=base_url),
+                extra=extra_providers,
+            )
+            stack.push_async_callback(providers.aclose)
+            prompts = PromptService.from_settings(settings)
+            stack.push_async_callback(prompts.aclose)
+            webhooks = WebhookSender(http)
+            stack.push_async_callback(webhooks.aclose)
+            metrics = Metrics()
+            changes, nudges = Signals(), Signals()
+
+            async def on_terminal(task: Task) -> None:
+                metrics.finished(task)
+                await service.on_terminal(task)
+
+            pipeline = Pipeline(
+                settings=settings,
+                store=store,
+                providers=providers,
+                storage=storage,
+                prompts=prompts,
+                changes=changes,
+                nudges=nudges,
+                on_terminal=on_terminal,
+            )
+            runner = LocalRunner(pipeline, store, nudges)
+            service = TaskService(
+                settings=settings,
+                store=store,
+                runner=runner,
+                storage=storage,
+                providers=providers,
+                prompts=prompts,
+                changes=changes,
+                webhooks=webhooks,
+                metrics=metrics,
+            )
+            app.state.store = store
+            app.state.storage = storage
+            app.state.providers = providers
+            app.state.prompts = prompts
+            app.state.runner = runner
+            app.state.tasks = service
+            app.state.metrics = metrics
+            app.state.http = http
+            await runner.start()
+            stack.push_async_callback(runner.stop)
+            logger.info(
+                "gateway ready: storage=%s providers=%s default=%s",
+                storage.name,
+                ",".join(providers.names()),
+                providers.default,
+            )
+            yield
+
+    app = FastAPI(
+        title="Dify Video Gateway",
+        version=__version__,
+        description="Turn a short idea into a hosted video URL (Seedance, Jimeng, CogVideoX).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    for router in (health.router, videos.router, tasks.router, files.router):
+        app.include_router(router)
+    return app

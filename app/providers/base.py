@@ -1,0 +1,131 @@
+"""The provider seam: one small interface every video backend implements.
+
+A task's life at a provider::
+
+    plan(request)  -> the effective parameters (validated; stored in the task's ``params``)
+    submit(request) -> provider task id        (stored at once: a restart never submits twice)
+    resume(id, request)                        (after a restart, before polling again)
+    poll(id)       -> JobStatus               (repeated, adaptive interval, until terminal)
+    open_video(id, status) -> a byte stream    (relayed into the gateway's storage)
+    cancel(id)                                 (best effort)
+
+Adapters translate every vendor failure into ``app.errors`` kinds at their boundary:
+``ProviderError(retryable=True)`` for 429/5xx/timeouts, ``ContentRejectedError`` /
+``ValidationError`` for moderation and bad parameters, ``ProviderAuthError`` for credentials.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from app.errors import AppError
+
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """What the pipeline asks a provider for; vendor-neutral."""
+
+    task_id: str
+    prompt: str
+    aspect_ratio: str = "16:9"
+    duration_ms: int = 5000
+    fps: int = 24
+    negative_prompt: str | None = None
+    seed: int | None = None
+    resolution: str | None = None
+    image_url: str | None = None
+    last_frame_url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStatus:
+    """One poll's answer. ``provider_status`` is the vendor's own word, kept for operators."""
+
+    state: JobState
+    provider_status: str
+    progress: int | None = None
+    video_url: str | None = None
+    error: AppError | None = None
+    poll_after_s: float | None = None
+
+
+class VideoStream(Protocol):
+    """An async byte stream with its size when the source announced one."""
+
+    size: int | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    image_input: bool = False
+    last_frame: bool = False
+    negative_prompt: bool = False
+    max_prompt_chars: int = 2000
+    max_concurrency: int = 4
+    aspect_ratios: frozenset[str] = frozenset(ASPECT_RATIOS)
+
+
+class VideoProvider(Protocol):
+    """A video generation backend. Implementations live in ``app/providers/<vendor>.py``."""
+
+    name: str
+    capabilities: Capabilities
+
+    def plan(self, request: GenerationRequest) -> dict[str, Any]:
+        """Effective parameters for ``request``; raise ``ValidationError`` if unsupported."""
+        ...
+
+    async def submit(self, request: GenerationRequest) -> str:
+        """Start a job and return the provider's task id. Must not block until done."""
+        ...
+
+    async def poll(self, provider_task_id: str) -> JobStatus:
+        """Current state of a job; unknown vendor words map to RUNNING, never to an error."""
+        ...
+
+    def open_video(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AbstractAsyncContextManager[VideoStream]:
+        """Open the finished video as a stream (bounded memory; never the whole body)."""
+        ...
+
+    async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
+        """Called once after a gateway restart, before polling a job submitted earlier.
+
+        Remote providers usually need nothing here (the job lives at the provider); a provider
+        whose job state lived in the old process re-attaches or re-runs it. Never re-submit a
+        paid job from here.
+        """
+        ...
+
+    async def cancel(self, provider_task_id: str) -> None:
+        """Cancel at the provider, best effort."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ``UnavailableError`` / ``ProviderAuthError`` if the provider is unusable."""
+        ...
+
+    async def aclose(self) -> None: ...

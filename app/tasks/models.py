@@ -1,0 +1,71 @@
+"""The task: one request for one video, from acceptance to a terminal state.
+
+``status`` is the one vocabulary every provider maps onto; ``stage`` says what a running task
+is doing. A task's state changes only in ``app.tasks.pipeline`` (and cancel in the routes),
+always through ``TaskStore.update`` guarded by "not yet terminal".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class TaskStage(enum.StrEnum):
+    EXPANDING = "expanding"
+    GENERATING = "generating"
+    DOWNLOADING = "downloading"
+    UPLOADING = "uploading"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(kw_only=True)
+class Task:
+    id: str
+    owner: str
+    status: TaskStatus = TaskStatus.QUEUED
+    stage: TaskStage | None = None
+    progress: int = 0
+    provider: str | None = None
+    provider_task_id: str | None = None
+    provider_status: str | None = None
+    prompt: str
+    expanded_prompt: str | None = None
+    expanded_by: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    route: dict[str, Any] = field(default_factory=dict)
+    video_key: str | None = None
+    video_size: int | None = None
+    video_sha256: str | None = None
+    filename: str | None = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    group_id: str | None = None
+    attempts: int = 0
+    created_at: dt.datetime = field(default_factory=utcnow)
+    updated_at: dt.datetime = field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None

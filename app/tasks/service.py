@@ -1,0 +1,189 @@
+"""Task operations behind the routes: create (idempotent), read, wait, cancel, present."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from app.config import Settings
+from app.errors import NotFoundError
+from app.metrics import Metrics
+from app.prompts.service import PromptService
+from app.providers.registry import ProviderRegistry
+from app.providers.routing import choose_route
+from app.storage.base import Storage
+from app.tasks.models import Task, TaskStatus, utcnow
+from app.tasks.pipeline import build_request
+from app.tasks.runner import LocalRunner
+from app.tasks.signals import Signals
+from app.tasks.store import TaskStore
+from app.tasks.webhooks import WebhookSender
+
+logger = logging.getLogger(__name__)
+
+#: Body fields that do not change what gets generated (so they don't break idempotency).
+_NOT_HASHED = frozenset({"wait_s"})
+
+
+def new_task_id() -> str:
+    return f"vt_{uuid.uuid4().hex}"
+
+
+def owner_of(token: str) -> str:
+    """Tasks are owned by a token's hash, never by the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    canonical = {k: v for k, v in body.items() if k not in _NOT_HASHED and v is not None}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+class TaskService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: TaskStore,
+        runner: LocalRunner,
+        storage: Storage,
+        providers: ProviderRegistry,
+        prompts: PromptService,
+        changes: Signals,
+        webhooks: WebhookSender,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._runner = runner
+        self._storage = storage
+        self._providers = providers
+        self._prompts = prompts
+        self._changes = changes
+        self._webhooks = webhooks
+        self._metrics = metrics
+
+    async def create(
+        self,
+        body: dict[str, Any],
+        *,
+        owner: str,
+        idempotency_key: str | None = None,
+        group_id: str | None = None,
+    ) -> tuple[Task, bool]:
+        """Validate, screen, route, store and enqueue; returns ``(task, created)``."""
+        await self._prompts.screen(body["prompt"])
+        task_id = new_task_id()
+        draft = Task(id=task_id, owner=owner, prompt=body["prompt"], request=body)
+        request = build_request(draft)
+        route = choose_route(
+            request,
+            requested=body.get("provider"),
+            registry=self._providers,
+            settings=self._settings,
+        )
+        # Fail fast (422) when the chosen provider cannot honour the request at all.
+        self._providers.get(route.primary).plan(request)
+        task = Task(
+            id=task_id,
+            owner=owner,
+            prompt=body["prompt"],
+            request={k: v for k, v in body.items() if k not in _NOT_HASHED},
+            route={"chain": route.chain, "reason": route.reason},
+            provider=route.primary,
+            metadata=body.get("metadata") or {},
+            callback_url=body.get("callback_url"),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(body),
+            group_id=group_id,
+        )
+        stored, created = await self._store.create(task)
+        if created:
+            logger.info("task %s accepted (provider %s: %s)", task.id, route.primary, route.reason)
+            self._metrics.tasks_created.labels(route.primary).inc()
+            self._runner.enqueue(stored.id)
+        return stored, created
+
+    async def get(self, task_id: str, *, owner: str) -> Task:
+        task = await self._store.get(task_id, owner=owner)
+        if task is None:
+            raise NotFoundError(f"no task {task_id!r}")
+        return task
+
+    async def list(self, *, owner: str, status: TaskStatus | None, limit: int) -> list[Task]:
+        return await self._store.list_for(owner=owner, status=status, limit=limit)
+
+    async def wait(self, task: Task, wait_s: float) -> Task:
+        """Long-poll: return when the task is terminal or ``wait_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while not task.status.is_terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            # Re-read at least every second: other replicas change the store too.
+            await self._changes.wait(task.id, min(remaining, 1.0))
+            fresh = await self._store.get(task.id)
+            if fresh is None:
+                break
+            task = fresh
+        return task
+
+    async def cancel(self, task_id: str, *, owner: str) -> Task:
+        task = await self.get(task_id, owner=owner)
+        if task.status.is_terminal:
+            return task
+        updated = await self._store.update(task.id, status=TaskStatus.CANCELLED)
+        self._changes.fire(task.id)
+        await self._runner.cancel(task.id)
+        if updated is None:  # it finished meanwhile
+            return await self.get(task_id, owner=owner)
+        if task.provider and task.provider_task_id and task.provider in self._providers:
+            try:
+                await self._providers.get(task.provider).cancel(task.provider_task_id)
+            except Exception as exc:  # best effort: the task is cancelled for our client anyway
+                logger.warning("task %s: provider cancel failed: %s", task.id, exc)
+        self._metrics.finished(updated)
+        await self.on_terminal(updated)
+        return updated
+
+    async def on_terminal(self, task: Task) -> None:
+        if task.callback_url:
+            self._webhooks.send(task.callback_url, await self.present(task))
+
+    async def signed_url(self, task: Task) -> tuple[str | None, dt.datetime | None]:
+        if task.status is not TaskStatus.SUCCEEDED or not task.video_key:
+            return None, None
+        expires_s = self._settings.storage.url_expires_s
+        url = await self._storage.url(task.video_key, expires_s=expires_s)
+        return url, utcnow() + dt.timedelta(seconds=expires_s)
+
+    async def present(self, task: Task) -> dict[str, Any]:
+        video_url, expires_at = await self.signed_url(task)
+        return {
+            "id": task.id,
+            "status": task.status.value,
+            "stage": task.stage.value if task.stage else None,
+            "progress": task.progress,
+            "provider": task.provider,
+            "provider_task_id": task.provider_task_id,
+            "provider_status": task.provider_status,
+            "prompt": task.prompt,
+            "expanded_prompt": task.expanded_prompt,
+            "expanded_by": task.expanded_by,
+            "params": task.params,
+            "route_reason": task.route.get("reason"),
+            "video_url": video_url,
+            "filename": task.filename,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "error": task.error,
+            "metadata": task.metadata,
+            "group_id": task.group_id,
+            "created_at": task.created_at.isoformat(),
+            "updated_at": task.updated_at.isoformat(),
+        }

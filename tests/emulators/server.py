@@ -1,0 +1,43 @@
+"""Run an ASGI app (an emulator, or the gateway itself) on a real loopback port.
+
+Tests talk to emulators over real HTTP, exactly as the gateway talks to the real
+service. ``serve_in_thread`` starts uvicorn in a daemon thread on a free port and
+yields the base URL; the server is shut down when the context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 in a background thread; yield ``http://127.0.0.1:PORT``."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"asgi-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
