@@ -262,5 +262,7 @@ def render_video(path: Path, prompt: str, params: dict[str, Any], cancel: thread
         tmp.unlink(missing_ok=True)
         raise
     finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
         if proc.stderr:
             proc.stderr.close()

@@ -1,0 +1,67 @@
+"""A task accepted is a task that ends, across restarts, without paying twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import GatewayFactory
+from tests.fakes import ControlledProvider
+
+BODY = {"prompt": "survive a restart", "duration_ms": 500, "fps": 4}
+
+
+def test_restart_mid_task_resumes_polling_and_never_resubmits(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    fake = ControlledProvider()
+    data_dir = tmp_path / "shared-data"
+    with gateway_factory(data_dir=data_dir, extra_providers={"fake": fake}) as first:
+        task = first.client.post("/v1/tasks", json={**BODY, "provider": "fake"}).json()
+        running = first.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.5}).json()
+        assert running["status"] == "running" and running["provider_task_id"]
+    # The first gateway is gone with its runner; the task is still running in the store.
+    assert len(fake.submits) == 1
+
+    fake.release()
+    with gateway_factory(data_dir=data_dir, extra_providers={"fake": fake}) as second:
+        done = second.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 20}).json()
+        assert done["status"] == "succeeded"
+        assert httpx.get(done["video_url"]).content == fake.video
+    assert len(fake.submits) == 1
+    assert fake.resumed == [running["provider_task_id"]]
+
+
+def test_restart_during_a_preview_render_still_ends_with_a_video(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "shared-data"
+    body = {"prompt": "long render", "duration_ms": 20_000, "fps": 30}
+    with gateway_factory(data_dir=data_dir) as first:
+        task = first.client.post("/v1/tasks", json=body).json()
+        first.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+    with gateway_factory(data_dir=data_dir) as second:
+        done = second.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 60}).json()
+        assert done["status"] == "succeeded", done
+        assert done["params"]["frames"] == 600
+
+
+def test_a_task_that_keeps_getting_interrupted_fails_with_a_reason(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    fake = ControlledProvider()
+    data_dir = tmp_path / "shared-data"
+    overrides = {"queue": {"max_attempts": 2}}
+    with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
+        task = gateway.client.post("/v1/tasks", json={**BODY, "provider": "fake"}).json()
+        gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+    for _ in range(2):
+        with gateway_factory(
+            overrides, data_dir=data_dir, extra_providers={"fake": fake}
+        ) as gateway:
+            gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+    with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
+        ended = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 5}).json()
+    assert ended["status"] == "failed"
+    assert "interrupted" in ended["error"]["message"]
