@@ -107,11 +107,12 @@ class Pipeline:
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         updated = await self._store.update(task_id, **changes)
-        self._changes.fire(task_id)
         if updated is None:
             raise TaskCancelledError(task_id)
-        if updated.status.is_terminal and self._on_terminal is not None:
-            await self._on_terminal(updated)
+        if updated.status.is_terminal:
+            self._changes.fire(task_id)  # waiters only care about the end
+            if self._on_terminal is not None:
+                await self._on_terminal(updated)
         return updated
 
     async def run(self, task_id: str, *, resumed: bool = False) -> None:
@@ -165,6 +166,7 @@ class Pipeline:
                     task.id,
                     status=TaskStatus.RUNNING,
                     stage=TaskStage.GENERATING,
+                    expanded_by=task.expanded_by,
                     provider=name,
                     params=params,
                     route={**task.route, "provider": name} if index else task.route,
@@ -200,7 +202,9 @@ class Pipeline:
         expand = self._prompts.expands_by_default if wants is None else bool(wants)
         asks_shaping = any(body.get(k) for k in ("style", "template", "platform"))
         if not expand and not asks_shaping:
-            return await self._update(task.id, status=TaskStatus.RUNNING, expanded_by="none")
+            # Nothing to expand: recorded with the next state change, not a write of its own.
+            task.expanded_by = "none"
+            return task
         task = await self._update(task.id, status=TaskStatus.RUNNING, stage=TaskStage.EXPANDING)
         chain = task.route.get("chain") or [self._providers.default]
         caps = self._providers.get(chain[0]).capabilities
@@ -251,6 +255,15 @@ class Pipeline:
         while True:
             status = await provider.poll(provider_task_id)
             progress = max(task.progress, min(99, status.progress or 0))
+            if status.state is JobState.SUCCEEDED:
+                # One write: the provider's last word and the start of the relay.
+                await self._update(
+                    task.id,
+                    provider_status=status.provider_status,
+                    progress=progress,
+                    stage=TaskStage.DOWNLOADING,
+                )
+                return status
             if (status.provider_status, progress) != last:
                 last = (status.provider_status, progress)
                 task = await self._update(
@@ -276,7 +289,8 @@ class Pipeline:
         assert provider_task_id is not None
         key = new_object_key()
         for attempt in range(1, RELAY_ATTEMPTS + 1):
-            task = await self._update(task.id, stage=TaskStage.DOWNLOADING)
+            if attempt > 1:
+                task = await self._update(task.id, stage=TaskStage.DOWNLOADING)
             try:
                 async with provider.open_video(provider_task_id, status) as stream:
                     task = await self._update(task.id, stage=TaskStage.UPLOADING)

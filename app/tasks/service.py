@@ -126,8 +126,8 @@ class TaskService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            # Re-read at least every second: other replicas change the store too.
-            await self._changes.wait(task.id, min(remaining, 1.0))
+            # Woken at the end by this process; the periodic re-read catches other replicas.
+            await self._changes.wait(task.id, min(remaining, 2.0))
             fresh = await self._store.get(task.id)
             if fresh is None:
                 break
