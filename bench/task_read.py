@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concurrency import ROOT, TOKEN, free_port  # noqa: E402
+from concurrency import ROOT, TOKEN, free_port
 
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:
@@ -86,7 +86,8 @@ def main() -> int:
                 proc.terminate()
                 proc.wait(timeout=30)
     print(
-        f"\n{args.concurrency} concurrent keep-alive clients, {args.seconds:.0f} s each; target >= 50 %\n"
+        f"\n{args.concurrency} concurrent keep-alive clients, {args.seconds:.0f} s each;"
+        " target >= 50 %\n"
     )
     print(f"{'endpoint':<40} {'req/s':>8} {'share':>7}")
     print("-" * 57)
