@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.config import ConfigError, Settings, load_settings
+from app.errors import AppError
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except AppError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -177,6 +177,8 @@ class LlmSettings(Section):
     required: bool = False
     max_retries: int = Field(1, ge=0, le=5)
     temperature: float = Field(0.7, ge=0, le=2)
+    # Unset: about two tokens per allowed character (reasoning models may need more).
+    max_tokens: int | None = Field(None, ge=16, le=32768)
 
     _check = field_validator("api_key")(lambda cls, v: _refuse_placeholder(v))
 
@@ -191,6 +193,9 @@ class PromptsSettings(Section):
     moderation_url: str | None = None
     moderation_api_key: SecretStr | None = None
     moderation_model: str | None = None
+    moderation_timeout_s: float = Field(10.0, gt=0, le=120)
+    # When the moderation endpoint cannot answer: refuse with 503 (default) or let the prompt pass.
+    moderation_fail_open: bool = False
     default_negative_prompt: str = (
         "blurry, low quality, distorted, deformed, extra limbs, watermark, text artifacts"
     )
