@@ -37,6 +37,11 @@ class VideoCreate(BaseModel):
         description="Last frame; needs image_url too (first+last frame).",
     )
     callback_url: str | None = Field(None, max_length=2000)
+    options: dict[str, Any] | None = Field(
+        None,
+        description="Provider-specific extras, e.g. Seedance camera_fixed, watermark, "
+        'ratio "adaptive" (image-to-video).',
+    )
     metadata: dict[str, Any] | None = None
     wait_s: float | None = Field(None, ge=0, le=3600, description="How long /generate-video waits.")
 

@@ -58,7 +58,11 @@ def build_request(task: Task) -> GenerationRequest:
         resolution=body.get("resolution"),
         image_url=body.get("image_url"),
         last_frame_url=body.get("last_frame_url"),
-        options=dict(body.get("options") or {}),
+        # Routing rules and adapters read platform/style from the options too.
+        options={
+            **(body.get("options") or {}),
+            **{key: body[key] for key in ("platform", "style") if body.get(key)},
+        },
     )
 
 

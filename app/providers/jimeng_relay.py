@@ -1,0 +1,321 @@
+"""Jimeng through a jimeng-free-api-compatible relay (the seed's cookie).
+
+``POST {base}/v1/videos/generations`` with ``Authorization: Bearer <sessionid>`` blocks until the
+video exists (up to ~20 min) and answers ``{"created", "data": [{"url", "revised_prompt"}]}``.
+Errors come back as HTTP 200 with ``{"code": <negative>, "message", "data": null}``.
+
+The relay has no task id, so :meth:`JimengRelayProvider.submit` starts the blocking call as a
+background asyncio task in this process and returns a synthetic id ``relay-<task_id>``;
+:meth:`poll` reports that job. The call waits at most ``[jimeng] relay_timeout_s`` (default
+1500 s) for the answer.
+
+After a gateway restart the job is gone (the relay connection closed with the old process and
+the relay has nothing to resume). :meth:`poll` then reports FAILED with a retryable
+``provider_error`` saying so — deliberately not re-running it, because the relay may already
+have spent the account's credits on the lost generation and the gateway promises never to
+submit a task twice. The client (or Dify's retry) creates a new task if it wants one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from app.errors import (
+    AppError,
+    ContentRejectedError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderTimeoutError,
+    UnavailableError,
+    ValidationError,
+)
+from app.providers.base import (
+    ASPECT_RATIOS,
+    Capabilities,
+    GenerationRequest,
+    JobState,
+    JobStatus,
+    VideoStream,
+)
+from app.providers.download import open_url_stream
+from app.providers.http import RetryPolicy, describe_transport_error, send
+from app.providers.jimeng import NAME, duration_s_for
+
+if TYPE_CHECKING:
+    from app.config import JimengSettings
+
+log = logging.getLogger(__name__)
+
+RESOLUTIONS = ("720p", "1080p")
+ID_PREFIX = "relay-"
+# How often the pipeline should look: the check is an in-process dict lookup.
+POLL_AFTER_S = 0.5
+# Finished jobs are kept this long for late polls, then forgotten.
+KEEP_FINISHED_S = 3600.0
+
+
+@dataclass
+class _Job:
+    task: asyncio.Task[None] | None = None
+    video_url: str | None = None
+    error: AppError | None = None
+    cancelled: bool = False
+    finished_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def relay_error(code: Any, message: str) -> AppError:
+    """Translate a relay's negative ``code`` (jimeng-free-api's exception codes)."""
+    label = f"{code}: {message}" if message else str(code)
+    if code == -2000:
+        return ValidationError(f"jimeng relay rejected the parameters ({label})")
+    if code == -2006:
+        return ContentRejectedError(f"jimeng rejected the content ({label})")
+    if code == -2002:
+        return ProviderAuthError(
+            f"jimeng relay: the session id has expired ({label}); "
+            "the operator must renew [jimeng] session_id / [video_api] cookie",
+            provider=NAME,
+        )
+    if code == -2009:
+        return ProviderAuthError(
+            f"jimeng relay: the account is out of credits ({label})", provider=NAME
+        )
+    return ProviderError(f"jimeng relay failed ({label})", provider=NAME, retryable=True)
+
+
+class JimengRelayProvider:
+    """Jimeng video via a relay that blocks until done."""
+
+    name = NAME
+    mode = "relay"
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        settings: JimengSettings,
+        base_url: str,
+        session_id: str,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._base = base_url.rstrip("/")
+        self._session = session_id
+        # The answer takes as long as the generation: a long, explicit read timeout.
+        self._timeout = httpx.Timeout(
+            connect=min(10.0, settings.timeout_s),
+            read=settings.relay_timeout_s,
+            write=settings.timeout_s,
+            pool=settings.timeout_s,
+        )
+        # Generation is paid and not idempotent: retry only when the request surely never
+        # reached the relay (connect errors) or it said "too many requests".
+        self._policy = RetryPolicy(
+            attempts=settings.retries + 1,
+            base_s=settings.backoff_base_s,
+            max_backoff_s=settings.backoff_max_s,
+            statuses=frozenset({429}),
+            transport="connect",
+        )
+        self._jobs: dict[str, _Job] = {}
+        self.deadline_s: float | None = settings.deadline_s
+        self.capabilities = Capabilities(
+            image_input=True,
+            last_frame=True,
+            negative_prompt=False,
+            max_prompt_chars=2000,
+            max_concurrency=settings.max_running,
+            aspect_ratios=frozenset(ASPECT_RATIOS),
+        )
+
+    def plan(self, request: GenerationRequest) -> dict[str, Any]:
+        if request.last_frame_url and not request.image_url:
+            raise ValidationError("jimeng: last_frame_url needs image_url (the first frame)")
+        if request.aspect_ratio not in ASPECT_RATIOS:
+            raise ValidationError(f"jimeng: unsupported aspect_ratio {request.aspect_ratio!r}")
+        resolution = request.resolution or "720p"
+        if resolution not in RESOLUTIONS:
+            raise ValidationError(
+                f"jimeng relay: resolution must be one of {', '.join(RESOLUTIONS)}"
+            )
+        duration_s = duration_s_for(request.duration_ms)
+        if request.image_url and request.last_frame_url:
+            mode = "first_last_frame"
+        elif request.image_url:
+            mode = "first_frame"
+        else:
+            mode = "text_to_video"
+        return {
+            "mode": mode,
+            "api": "relay",
+            "model": self._settings.relay_model,
+            "ratio": request.aspect_ratio,
+            "resolution": resolution,
+            "duration_s": duration_s,
+            "duration_ms": duration_s * 1000,
+            "duration_rule": "5 s when duration_ms <= 7500, else 10 s",
+            "fps": 24,
+            "relay_timeout_s": self._settings.relay_timeout_s,
+        }
+
+    async def submit(self, request: GenerationRequest) -> str:
+        params = self.plan(request)
+        job_id = f"{ID_PREFIX}{request.task_id}"
+        existing = self._jobs.get(job_id)
+        if existing is not None and existing.finished_at is None:
+            return job_id  # already generating in this process: never twice
+        self._forget_old()
+        body: dict[str, Any] = {
+            "model": params["model"],
+            "prompt": request.prompt,
+            "ratio": params["ratio"],
+            "resolution": params["resolution"],
+            "duration": params["duration_s"],
+        }
+        if request.image_url:
+            body["file_paths"] = [u for u in (request.image_url, request.last_frame_url) if u]
+        job = _Job()
+        self._jobs[job_id] = job
+        job.task = asyncio.create_task(self._run(job, body, request.task_id), name=job_id)
+        return job_id
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for job_id, job in list(self._jobs.items()):
+            if job.finished_at is not None and now - job.finished_at > KEEP_FINISHED_S:
+                del self._jobs[job_id]
+
+    async def _run(self, job: _Job, body: dict[str, Any], task_id: str) -> None:
+        try:
+            job.video_url = await self._generate(body)
+        except AppError as exc:
+            job.error = exc
+        except asyncio.CancelledError:
+            job.cancelled = True
+            raise
+        except Exception as exc:  # a bug must surface as a failed task, not a silent hang
+            log.exception("jimeng relay job crashed", extra={"task_id": task_id})
+            job.error = ProviderError(f"jimeng relay job crashed: {exc!r}", provider=NAME)
+        finally:
+            job.finished_at = time.monotonic()
+
+    async def _generate(self, body: dict[str, Any]) -> str:
+        url = f"{self._base}/v1/videos/generations"
+        headers = {"Authorization": f"Bearer {self._session}"}
+
+        def build() -> httpx.Request:
+            return self._http.build_request(
+                "POST", url, json=body, headers=headers, timeout=self._timeout
+            )
+
+        try:
+            response = await send(self._http, build, provider=NAME, policy=self._policy)
+        except ProviderError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, httpx.ReadTimeout):
+                raise ProviderTimeoutError(
+                    f"jimeng relay did not answer within relay_timeout_s="
+                    f"{self._settings.relay_timeout_s:g}s",
+                    provider=NAME,
+                ) from exc
+            raise
+        if response.status_code in (401, 403):
+            raise ProviderAuthError(
+                f"jimeng relay refused the session id (HTTP {response.status_code})",
+                provider=NAME,
+            )
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                f"jimeng relay: unexpected answer (HTTP {response.status_code}, not JSON)",
+                provider=NAME,
+                retryable=True,
+            ) from exc
+        if isinstance(data, dict) and isinstance(data.get("code"), int) and data["code"] != 0:
+            raise relay_error(data["code"], str(data.get("message") or ""))
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"jimeng relay answered HTTP {response.status_code}",
+                provider=NAME,
+                retryable=response.status_code >= 500 or response.status_code == 429,
+            )
+        items = data.get("data") if isinstance(data, dict) else None
+        first = items[0] if isinstance(items, list) and items else None
+        video_url = first.get("url") if isinstance(first, dict) else None
+        if not isinstance(video_url, str) or not video_url:
+            raise ProviderError(
+                "jimeng relay: answer without a video url", provider=NAME, retryable=True
+            )
+        return video_url
+
+    async def poll(self, provider_task_id: str) -> JobStatus:
+        job = self._jobs.get(provider_task_id)
+        if job is None:
+            return JobStatus(
+                state=JobState.FAILED,
+                provider_status="lost",
+                error=ProviderError(
+                    "jimeng relay: this generation was lost when the gateway restarted (the "
+                    "relay answers one blocking call and has no task id to resume); it was not "
+                    "re-submitted to avoid paying twice — create the task again",
+                    provider=NAME,
+                    retryable=True,
+                ),
+            )
+        if job.finished_at is None:
+            return JobStatus(
+                state=JobState.RUNNING, provider_status="generating", poll_after_s=POLL_AFTER_S
+            )
+        if job.cancelled:
+            return JobStatus(state=JobState.CANCELLED, provider_status="cancelled")
+        if job.error is not None:
+            return JobStatus(state=JobState.FAILED, provider_status="failed", error=job.error)
+        return JobStatus(state=JobState.SUCCEEDED, provider_status="done", video_url=job.video_url)
+
+    def open_video(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AbstractAsyncContextManager[VideoStream]:
+        if not status.video_url:
+            raise ProviderError(f"jimeng: job {provider_task_id} has no video URL", provider=NAME)
+        return open_url_stream(self._http, status.video_url, provider=NAME)
+
+    async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
+        """Nothing to re-attach: the blocking call died with the old process.
+
+        :meth:`poll` reports the unknown id as a retryable failure (see the module docstring);
+        re-running here could pay for the same video twice.
+        """
+
+    async def cancel(self, provider_task_id: str) -> None:
+        """Closes the blocking call; the relay may still finish (and charge) on its side."""
+        job = self._jobs.get(provider_task_id)
+        if job is not None and job.task is not None and not job.task.done():
+            job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
+            # A task cancelled before it ever ran did not get to record it.
+            job.cancelled = True
+            if job.finished_at is None:
+                job.finished_at = time.monotonic()
+
+    async def check(self) -> None:
+        try:
+            await self._http.get(f"{self._base}/ping", timeout=self._settings.timeout_s)
+        except httpx.TransportError as exc:
+            raise UnavailableError(
+                f"jimeng relay unreachable: {describe_transport_error(exc)}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,470 @@
+"""Volcengine Ark content-generation emulator (Seedance), faithful to ``notes/providers.md``.
+
+Checks what Ark checks: the Bearer key, the model id, the ``content`` items, every output field's
+type and range (``null`` means absent, as the official SDK sends it), text ``--flags`` as an older
+alternative to the JSON fields. Tasks move queued → running → succeeded over ``queued_s`` +
+``running_s`` seconds and their video is served by the emulator itself.
+
+Trigger words in the prompt: ``BLOCKED_INPUT`` (400 InputTextSensitiveContentDetected),
+``BLOCKED_OUTPUT`` (task fails with OutputVideoSensitiveContentDetected), ``EXPIRE_ME`` (task
+expires), ``FAIL_ME`` (task fails with InternalServiceError); an image URL containing ``blocked``
+→ InputImageSensitiveContentDetected. Fault injection: ``emulator.state.fail_next(...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from starlette.responses import JSONResponse, Response
+
+from tests.emulators.faults import Fault, Faults, Videos, fault_response
+
+MODELS = frozenset(
+    {
+        "doubao-seedance-1-0-pro-250528",
+        "doubao-seedance-1-0-pro-fast-251015",
+        "doubao-seedance-1-0-lite-t2v-250428",
+        "doubao-seedance-1-0-lite-i2v-250428",
+        "seedance-1-0-pro-250528",
+    }
+)
+RESOLUTIONS = ("480p", "720p", "1080p")
+RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
+CREATE_FIELDS = frozenset(
+    {
+        "model",
+        "content",
+        "callback_url",
+        "return_last_frame",
+        "service_tier",
+        "execution_expires_after",
+        "seed",
+        "resolution",
+        "ratio",
+        "duration",
+        "frames",
+        "camera_fixed",
+        "watermark",
+        "generate_audio",
+    }
+)
+FLAG_NAMES = {
+    "resolution": "resolution",
+    "rs": "resolution",
+    "ratio": "ratio",
+    "rt": "ratio",
+    "duration": "duration",
+    "dur": "duration",
+    "fps": "fps",
+    "seed": "seed",
+    "camerafixed": "camera_fixed",
+    "cf": "camera_fixed",
+    "watermark": "watermark",
+    "wm": "watermark",
+}
+_FLAG = re.compile(r"--(\w+)\s+(\S+)")
+DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("InvalidParameter", "the request is invalid"),
+    401: ("AuthenticationError", "The API key in the request is missing or invalid."),
+    403: ("AccountOverdueError", "the account is overdue"),
+    404: ("InvalidEndpointOrModel.NotFound", "the model does not exist"),
+    429: ("ModelAccountRpmRateLimitExceeded", "request rate limit exceeded"),
+    500: ("InternalServiceError", "internal error"),
+    502: ("InternalServiceError", "bad gateway"),
+    503: ("ServerOverloaded", "service overloaded"),
+}
+
+
+class ArkError(Exception):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+
+def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "param": param, "type": "BadRequest"}}
+
+
+@dataclass
+class EmulatedTask:
+    id: str
+    model: str
+    created: float
+    params: dict[str, Any]
+    prompt: str
+    images: list[dict[str, Any]]
+    callback_url: str | None
+    outcome: str  # succeeded | failed_output | failed_internal | expired
+    cancelled: bool = False
+
+
+@dataclass
+class ArkState:
+    api_key: str = "ark-test-key"
+    models: frozenset[str] = MODELS
+    queued_s: float = 0.1
+    running_s: float = 0.2
+    # Relays show other words; e.g. {"queued": "pending"} to check "unknown = in progress".
+    status_alias: dict[str, str] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    videos: Videos = field(default_factory=Videos)
+    tasks: dict[str, EmulatedTask] = field(default_factory=dict)
+    creates: int = 0
+    create_bodies: list[dict[str, Any]] = field(default_factory=list)
+    gets: int = 0
+    deletes: list[str] = field(default_factory=list)
+    callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1,
+        on: str = "create",
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        garbage: bool = False,
+    ) -> None:
+        """The next ``times`` calls of ``on`` (create|get|delete|list|any) answer ``status``."""
+        headers: dict[str, str] = {}
+        if retry_after is not None:
+            headers["Retry-After"] = f"{retry_after:g}"
+        if should_retry is not None:
+            headers["x-should-retry"] = "true" if should_retry else "false"
+        default_code, default_message = DEFAULT_ERRORS.get(status, ("InternalServiceError", "?"))
+        body = error_body(code or default_code, message or default_message)
+        self.faults.add(
+            Fault(op=on, status=status, times=times, body=body, headers=headers, garbage=garbage)
+        )
+
+    def slow_next(self, delay_s: float, *, on: str = "create", times: int = 1) -> None:
+        self.faults.add(Fault(op=on, status=None, times=times, delay_s=delay_s))
+
+
+def _require_bool(params: dict[str, Any], key: str) -> None:
+    if key in params and not isinstance(params[key], bool):
+        raise ArkError(400, "InvalidParameter", f"{key} must be a boolean", key)
+
+
+def _coerce_flag(key: str, value: str) -> Any:
+    if key in ("duration", "fps", "seed"):
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ArkError(400, "InvalidParameter", f"--{key} must be an integer", key) from exc
+    if key in ("camera_fixed", "watermark"):
+        if value.lower() not in ("true", "false"):
+            raise ArkError(400, "InvalidParameter", f"--{key} must be true or false", key)
+        return value.lower() == "true"
+    return value
+
+
+def validate_create(
+    body: Any, models: frozenset[str]
+) -> tuple[str, dict[str, Any], str, list[dict[str, Any]]]:
+    """Return (model, effective params, prompt text, images) or raise ArkError."""
+    if not isinstance(body, dict):
+        raise ArkError(400, "InvalidParameter", "the body must be a JSON object")
+    body = {k: v for k, v in body.items() if v is not None}  # the SDK sends unset as null
+    unknown = set(body) - CREATE_FIELDS
+    if unknown:
+        raise ArkError(400, "InvalidParameter", f"unknown parameter {sorted(unknown)[0]}")
+    model = body.get("model")
+    if not model:
+        raise ArkError(400, "MissingParameter", "model is required", "model")
+    if model not in models:
+        raise ArkError(404, "InvalidEndpointOrModel.NotFound", f"model {model} does not exist")
+    content = body.get("content")
+    if not isinstance(content, list) or not content:
+        raise ArkError(400, "MissingParameter", "content is required", "content")
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for item in content:
+        if not isinstance(item, dict) or item.get("type") not in ("text", "image_url"):
+            raise ArkError(400, "InvalidParameter", "content item type must be text|image_url")
+        if item["type"] == "text":
+            if not isinstance(item.get("text"), str):
+                raise ArkError(400, "InvalidParameter", "text must be a string", "content.text")
+            texts.append(item["text"])
+        else:
+            url = (item.get("image_url") or {}).get("url")
+            if not isinstance(url, str) or not url.startswith(("http", "data:image/")):
+                raise ArkError(400, "InvalidParameter", "image_url.url is invalid", "image_url")
+            role = item.get("role")
+            if role not in (None, "first_frame", "last_frame", "reference_image"):
+                raise ArkError(400, "InvalidParameter", f"unknown role {role}", "role")
+            images.append({"url": url, "role": role})
+    if len(texts) > 1:
+        raise ArkError(400, "InvalidParameter", "at most one text item", "content")
+    if len(images) > 2:
+        raise ArkError(400, "InvalidParameter", "at most two frame images", "content")
+    if len(images) == 2 and sorted(str(i["role"]) for i in images) != [
+        "first_frame",
+        "last_frame",
+    ]:
+        raise ArkError(400, "InvalidParameter", "two images need first_frame and last_frame")
+    if not texts and not images:
+        raise ArkError(400, "MissingParameter", "a text or an image is required", "content")
+    text = texts[0] if texts else ""
+    params: dict[str, Any] = {}
+    for match in _FLAG.finditer(text):
+        name = FLAG_NAMES.get(match.group(1).lower())
+        if name is None:
+            raise ArkError(400, "InvalidParameter", f"unknown flag --{match.group(1)}")
+        params[name] = _coerce_flag(name, match.group(2))
+    prompt = _FLAG.sub("", text).strip()
+    for key in ("resolution", "ratio", "duration", "frames", "seed", "camera_fixed", "watermark"):
+        if key in body:
+            params[key] = body[key]  # JSON fields win over text flags
+    for key in ("camera_fixed", "watermark", "return_last_frame", "generate_audio"):
+        _require_bool({**params, **body}, key)
+    if "resolution" in params and params["resolution"] not in RESOLUTIONS:
+        raise ArkError(400, "InvalidParameter", "resolution is invalid", "resolution")
+    if "ratio" in params:
+        allowed = (*RATIOS, "adaptive") if images else RATIOS
+        if params["ratio"] not in allowed:
+            raise ArkError(400, "InvalidParameter", "ratio is invalid", "ratio")
+    if "duration" in params:
+        d = params["duration"]
+        if isinstance(d, bool) or not isinstance(d, int) or not 2 <= d <= 12:
+            raise ArkError(400, "InvalidParameter", "duration must be within [2, 12]", "duration")
+    if params.get("fps", 24) != 24:
+        raise ArkError(400, "InvalidParameter", "fps must be 24", "fps")
+    if "seed" in params:
+        s = params["seed"]
+        if isinstance(s, bool) or not isinstance(s, int) or not -1 <= s <= 2**32 - 1:
+            raise ArkError(400, "InvalidParameter", "seed is out of range", "seed")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in ("default", "flex"):
+        raise ArkError(400, "InvalidParameter", "service_tier is invalid", "service_tier")
+    exp = body.get("execution_expires_after")
+    if exp is not None and (not isinstance(exp, int) or not 3600 <= exp <= 259200):
+        raise ArkError(400, "InvalidParameter", "execution_expires_after out of range")
+    cb = body.get("callback_url")
+    if cb is not None and (not isinstance(cb, str) or not cb.startswith("http")):
+        raise ArkError(400, "InvalidParameter", "callback_url is invalid", "callback_url")
+    params.setdefault("duration", 5)
+    params.setdefault("resolution", "1080p" if "pro" in model else "720p")
+    params.setdefault("ratio", "adaptive" if images else "16:9")
+    return model, params, prompt, images
+
+
+def create_app(state: ArkState | None = None) -> FastAPI:
+    state = state or ArkState()
+    app = FastAPI()
+    app.state.emulator = state
+    ids = itertools.count(1)
+    background: set[asyncio.Task[None]] = set()
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {state.api_key}"
+
+    def ark_error(exc: ArkError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.param), status_code=exc.status)
+
+    async def injected(op: str) -> Response | None:
+        fault = state.faults.take(op)
+        if fault is None:
+            return None
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.status is None and not fault.garbage:
+            return None
+        return fault_response(fault, error_body("InternalServiceError", "injected"))
+
+    def status_of(task: EmulatedTask) -> str:
+        if task.cancelled:
+            return "cancelled"
+        age = time.monotonic() - task.created
+        if age < state.queued_s:
+            word = "queued"
+        elif age < state.queued_s + state.running_s:
+            word = "running"
+        else:
+            word = {
+                "succeeded": "succeeded",
+                "failed_output": "failed",
+                "failed_internal": "failed",
+                "expired": "expired",
+            }[task.outcome]
+        return state.status_alias.get(word, word)
+
+    def task_object(task: EmulatedTask, base_url: str) -> dict[str, Any]:
+        word = status_of(task)
+        obj: dict[str, Any] = {
+            "id": task.id,
+            "model": task.model,
+            "status": word,
+            "content": None,
+            "error": None,
+            "seed": task.params.get("seed", 12345),
+            "resolution": task.params["resolution"],
+            "ratio": task.params["ratio"],
+            "duration": task.params["duration"],
+            "framespersecond": 24,
+            "service_tier": "default",
+            "execution_expires_after": 172800,
+            "usage": None,
+            "created_at": int(task.created),
+            "updated_at": int(time.time()),
+        }
+        if word == "succeeded":
+            obj["content"] = {
+                "video_url": f"{base_url}videos/{task.id}.mp4?X-Tos-Expires=86400&X-Tos-Sig=abc"
+            }
+            obj["usage"] = {"completion_tokens": 108900, "total_tokens": 108900}
+        elif word == "failed":
+            if task.outcome == "failed_output":
+                obj["error"] = {
+                    "code": "OutputVideoSensitiveContentDetected",
+                    "message": "The generated video may contain sensitive content.",
+                }
+            else:
+                obj["error"] = {"code": "InternalServiceError", "message": "generation failed"}
+        return obj
+
+    async def send_callbacks(task: EmulatedTask, base_url: str) -> None:
+        assert task.callback_url is not None
+        seen: str | None = None
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            for _ in range(200):
+                word = status_of(task)
+                if word != seen:
+                    seen = word
+                    try:
+                        r = await client.post(task.callback_url, json=task_object(task, base_url))
+                        state.callbacks_sent.append((task.id, word, r.status_code))
+                    except httpx.HTTPError:
+                        state.callbacks_sent.append((task.id, word, 0))
+                if word in ("succeeded", "failed", "expired", "cancelled"):
+                    return
+                await asyncio.sleep(0.02)
+
+    @app.post("/contents/generations/tasks")
+    async def create(request: Request) -> Response:
+        if not authorized(request):
+            return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
+        faulty = await injected("create")
+        if faulty is not None:
+            return faulty
+        try:
+            body = await request.json()
+        except ValueError:
+            return ark_error(ArkError(400, "InvalidParameter", "the body is not valid JSON"))
+        try:
+            model, params, prompt, images = validate_create(body, state.models)
+        except ArkError as exc:
+            return ark_error(exc)
+        if "BLOCKED_INPUT" in prompt:
+            return ark_error(
+                ArkError(
+                    400,
+                    "InputTextSensitiveContentDetected",
+                    "The request failed because the input text may contain sensitive content.",
+                )
+            )
+        if any("blocked" in image["url"] for image in images):
+            return ark_error(
+                ArkError(
+                    400,
+                    "InputImageSensitiveContentDetected",
+                    "The input image may contain sensitive content.",
+                )
+            )
+        outcome = "succeeded"
+        if "BLOCKED_OUTPUT" in prompt:
+            outcome = "failed_output"
+        elif "EXPIRE_ME" in prompt:
+            outcome = "expired"
+        elif "FAIL_ME" in prompt:
+            outcome = "failed_internal"
+        with state.lock:
+            state.creates += 1
+            state.create_bodies.append(body)
+            task_id = f"cgt-2025{next(ids):08d}"
+            task = EmulatedTask(
+                id=task_id,
+                model=model,
+                created=time.monotonic(),
+                params=params,
+                prompt=prompt,
+                images=images,
+                callback_url=body.get("callback_url"),
+                outcome=outcome,
+            )
+            state.tasks[task_id] = task
+        if task.callback_url:
+            job = asyncio.create_task(send_callbacks(task, str(request.base_url)))
+            background.add(job)
+            job.add_done_callback(background.discard)
+        return JSONResponse({"id": task_id})
+
+    @app.get("/contents/generations/tasks/{task_id}")
+    async def get(task_id: str, request: Request) -> Response:
+        if not authorized(request):
+            return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
+        state.gets += 1
+        faulty = await injected("get")
+        if faulty is not None:
+            return faulty
+        task = state.tasks.get(task_id)
+        if task is None:
+            return ark_error(ArkError(404, "ResourceNotFound", f"task {task_id} not found"))
+        return JSONResponse(task_object(task, str(request.base_url)))
+
+    @app.get("/contents/generations/tasks")
+    async def list_tasks(request: Request) -> Response:
+        if not authorized(request):
+            return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
+        faulty = await injected("list")
+        if faulty is not None:
+            return faulty
+        q = request.query_params
+        page_size = int(q.get("page_size", "10"))
+        page_num = int(q.get("page_num", "1"))
+        if not 1 <= page_size <= 500 or page_num < 1:
+            return ark_error(ArkError(400, "InvalidParameter", "page_size is invalid"))
+        items = [task_object(t, str(request.base_url)) for t in state.tasks.values()]
+        if q.get("filter.status"):
+            items = [i for i in items if i["status"] == q["filter.status"]]
+        start = (page_num - 1) * page_size
+        return JSONResponse({"total": len(items), "items": items[start : start + page_size]})
+
+    @app.delete("/contents/generations/tasks/{task_id}")
+    async def delete(task_id: str, request: Request) -> Response:
+        if not authorized(request):
+            return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
+        faulty = await injected("delete")
+        if faulty is not None:
+            return faulty
+        task = state.tasks.get(task_id)
+        if task is None:
+            return ark_error(ArkError(404, "ResourceNotFound", f"task {task_id} not found"))
+        state.deletes.append(task_id)
+        word = status_of(task)
+        if word == "queued":
+            task.cancelled = True
+        elif word == "running":
+            return ark_error(
+                ArkError(400, "OperationDenied", "a running task cannot be cancelled or deleted")
+            )
+        else:
+            del state.tasks[task_id]
+        return JSONResponse({})
+
+    @app.get("/videos/{name}")
+    async def video(name: str, request: Request) -> Response:
+        return await state.videos.serve(request)
+
+    return app

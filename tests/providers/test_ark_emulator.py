@@ -1,0 +1,109 @@
+"""The Ark emulator checks what Ark checks (so the adapter tests mean something)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+
+from tests.emulators.ark import ArkState
+from tests.emulators.server import serve_in_thread
+from tests.providers.conftest import ARK_KEY, Emulator
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "doubao-seedance-1-0-pro-250528"
+
+
+async def create(
+    emu: Emulator[ArkState], http: httpx.AsyncClient, body: dict[str, Any], key: str = ARK_KEY
+) -> httpx.Response:
+    return await http.post(
+        f"{emu.url}/contents/generations/tasks",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def text(t: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": t}]
+
+
+async def test_sdk_nulls_are_absent_and_text_flags_work(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    body = {
+        "model": MODEL,
+        "content": text("a cat --rs 480p --dur 10 --cf true"),
+        "seed": None,
+        "ratio": None,
+        "callback_url": None,
+        "watermark": None,
+    }
+    response = await create(ark_emu, http, body)
+    assert response.status_code == 200, response.text
+    task = ark_emu.state.tasks[response.json()["id"]]
+    assert task.params["resolution"] == "480p" and task.params["duration"] == 10
+    assert task.params["camera_fixed"] is True and task.prompt == "a cat"
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"duration": 13}, "InvalidParameter"),
+        ({"duration": 1}, "InvalidParameter"),
+        ({"resolution": "4k"}, "InvalidParameter"),
+        ({"ratio": "adaptive"}, "InvalidParameter"),
+        ({"seed": -2}, "InvalidParameter"),
+        ({"watermark": "false"}, "InvalidParameter"),
+        ({"model": None}, "MissingParameter"),
+        ({"content": []}, "MissingParameter"),
+        ({"colour": "red"}, "InvalidParameter"),
+    ],
+)
+async def test_out_of_range_values_are_400(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient, changes: dict[str, Any], code: str
+) -> None:
+    response = await create(ark_emu, http, {"model": MODEL, "content": text("a cat"), **changes})
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+    assert ark_emu.state.creates == 0
+
+
+async def test_bearer_key_is_checked(ark_emu: Emulator[ArkState], http: httpx.AsyncClient) -> None:
+    response = await create(ark_emu, http, {"model": MODEL, "content": text("a")}, key="nope")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "AuthenticationError"
+
+
+async def test_lifecycle_and_callbacks(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    hits: list[str] = []
+    sink = FastAPI()
+
+    @sink.post("/cb")
+    async def cb(request: Request) -> dict[str, bool]:
+        hits.append((await request.json())["status"])
+        return {"ok": True}
+
+    with serve_in_thread(sink) as sink_url:
+        body = {"model": MODEL, "content": text("a cat"), "callback_url": f"{sink_url}/cb"}
+        task_id = (await create(ark_emu, http, body)).json()["id"]
+        seen = []
+        for _ in range(200):
+            r = await http.get(
+                f"{ark_emu.url}/contents/generations/tasks/{task_id}",
+                headers={"Authorization": f"Bearer {ARK_KEY}"},
+            )
+            word = r.json()["status"]
+            if not seen or seen[-1] != word:
+                seen.append(word)
+            if word == "succeeded" and "succeeded" in hits:
+                break
+            await anyio.sleep(0.02)
+    order = ["queued", "running", "succeeded"]
+    assert seen[-1] == "succeeded" and seen == sorted(seen, key=order.index)
+    assert hits[-1] == "succeeded" and hits == sorted(hits, key=order.index)

@@ -1,0 +1,71 @@
+"""The Seedance callback endpoint: signed hint → immediate re-poll; the body is never trusted."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.routes import callbacks
+from app.config import load_settings
+from app.providers.seedance import callback_secret, callback_signature
+
+pytestmark = pytest.mark.anyio
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.nudged: list[str] = []
+
+    def nudge(self, task_id: str) -> None:
+        self.nudged.append(task_id)
+
+
+def app_with(api_key: str | None) -> tuple[FastAPI, Runner]:
+    overrides = {"seedance": {"api_key": api_key}} if api_key else {}
+    settings = load_settings(None, environ={}, overrides=overrides)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(callbacks.router)
+    runner = Runner()
+    app.state.settings, app.state.runner = settings, runner
+    return app, runner
+
+
+async def post(app: FastAPI, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        return await client.post(path, json={"id": "cgt-1", "status": "succeeded"})
+
+
+async def test_a_signed_callback_nudges_the_task() -> None:
+    app, runner = app_with("ark-key-for-callbacks")
+    secret = callback_secret(app.state.settings.seedance)
+    assert secret is not None
+    sig = callback_signature(secret, "vt_1")
+    response = await post(app, f"/v1/callbacks/seedance/vt_1?sig={sig}")
+    assert response.status_code == 200 and runner.nudged == ["vt_1"]
+
+
+@pytest.mark.parametrize("query", ["", "?sig=deadbeef"])
+async def test_an_unsigned_or_forged_callback_is_refused(query: str) -> None:
+    app, runner = app_with("ark-key-for-callbacks")
+    response = await post(app, f"/v1/callbacks/seedance/vt_1{query}")
+    assert response.status_code == 403 and runner.nudged == []
+    assert response.json()["error"]["code"] == "forbidden"
+
+
+async def test_a_signature_for_another_task_is_refused() -> None:
+    app, runner = app_with("ark-key-for-callbacks")
+    secret = callback_secret(app.state.settings.seedance)
+    assert secret is not None
+    response = await post(
+        app, f"/v1/callbacks/seedance/vt_2?sig={callback_signature(secret, 'vt_1')}"
+    )
+    assert response.status_code == 403 and runner.nudged == []
+
+
+async def test_no_seedance_no_callbacks() -> None:
+    app, _ = app_with(None)
+    assert (await post(app, "/v1/callbacks/seedance/vt_1?sig=x")).status_code == 404
