@@ -8,6 +8,14 @@ PORT ?= 8000
 
 .PHONY: run test lint test-gateway clean
 
+# Dify's workflow engine (graphon, pinned as Dify pins it) in a side venv: --no-deps leaves out
+# its document-extraction extras; tests/dify/requirements.txt lists what it needs to run.
+.venv-dify/.installed: tests/dify/requirements.txt
+	rm -rf .venv-dify
+	$(PY312) -m venv .venv-dify
+	.venv-dify/bin/pip install -q --no-deps -r tests/dify/requirements.txt
+	touch $@
+
 $(VENV)/.runtime: requirements.txt
 	test -x $(VENV)/bin/python || $(PY312) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
@@ -26,7 +34,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy app
 
-test-gateway: $(VENV)/.dev
+test-gateway: $(VENV)/.dev .venv-dify/.installed
 	$(VENV)/bin/python -m pytest tests -q
 
 test: lint test-gateway
