@@ -326,8 +326,8 @@ class CogVideoXSettings(Section):
 
 
 class QueueSettings(Section):
-    backend: Literal["local", "celery"] = "local"
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Only the in-process runner exists so far (see README, "Running in production").
+    backend: Literal["local"] = "local"
     concurrency: dict[str, int] = Field(default_factory=dict)
     max_attempts: int = Field(3, ge=1, le=20)
 

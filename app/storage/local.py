@@ -52,7 +52,12 @@ class LocalStorage:
 
     @classmethod
     def from_settings(cls, settings: Settings, deps: StorageDeps) -> LocalStorage:
-        root = settings.storage.local_dir or deps.data_dir / "files"
+        # The seed's [common] video_output_path names the local video folder too.
+        root = (
+            settings.storage.local_dir
+            or settings.common.video_output_path
+            or deps.data_dir / "files"
+        )
         if settings.storage.signing_key is not None:
             key = settings.storage.signing_key.get_secret_value().encode()
         else:
