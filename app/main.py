@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from app.api.routes import callbacks, dify, files, health, tasks, videos
+from app.api.routes import callbacks, dify, files, health, prompts, tasks, videos
 from app.api.security import TokenVerifier
 from app.config import Settings
 from app.metrics import Metrics
@@ -150,7 +150,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, videos, tasks, files, callbacks, dify)
+    routers = (health, videos, tasks, prompts, files, callbacks, dify)
     for module in routers:
         app.include_router(module.router)
     return app

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.prompts.variants import MAX_VARIANTS
+
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 TaskStatusWord = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -44,6 +46,13 @@ class VideoCreate(BaseModel):
     )
     metadata: dict[str, Any] | None = None
     wait_s: float | None = Field(None, ge=0, le=3600, description="How long /generate-video waits.")
+    n: int = Field(1, ge=1, le=MAX_VARIANTS, description="Variants of the idea (POST /v1/tasks).")
+    styles: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        description="Styles to cycle through the variants.",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -95,6 +104,7 @@ class TaskPublic(BaseModel):
     expanded_by: str | None
     params: dict[str, Any]
     route_reason: str | None
+    warnings: list[str]
     video_url: str | None
     filename: str | None
     expires_at: dt.datetime | None
@@ -106,6 +116,13 @@ class TaskPublic(BaseModel):
 
 
 class TaskList(BaseModel):
+    data: list[TaskPublic]
+
+
+class TaskGroup(BaseModel):
+    """``POST /v1/tasks`` with ``n`` > 1: the variants, one task each, under one group id."""
+
+    group_id: str
     data: list[TaskPublic]
 
 

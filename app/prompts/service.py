@@ -2,20 +2,54 @@
 
 The pipeline and the routes only talk to :class:`PromptService`:
 
-* ``screen(text)`` raises ``ContentRejectedError`` (with the matched category) or returns;
-* ``expand(prompt, ...)`` returns an :class:`Expansion` — by the LLM when one is configured,
-  else a deterministic template — never hanging longer than ``[llm] timeout_s``.
+* ``screen(text)`` raises ``ContentRejectedError`` (naming the matched category) or returns;
+  it runs on the user's prompt (at task creation) and on the expansion (in the pipeline).
+* ``expand(prompt, ...)`` returns an :class:`Expansion`::
+
+      use_llm and [llm] configured ──► LLM ──► cleaned, trimmed       expanded_by = "llm"
+              │ fails (unreachable, slow, HTTP error, empty/refused answer)
+              ├── [llm] required = true ──► UnavailableError (503, the task fails with it)
+              └──────────────────────────► template expansion         expanded_by = "template"
+      no LLM, template/style/platform asked ─► template expansion     expanded_by = "template"
+      nothing asked ─────────────────────────► the prompt, trimmed    expanded_by = "none"
+
+  It never takes longer than ``[llm] timeout_s``. The result always fits ``max_chars`` (the
+  target provider's ``capabilities.max_prompt_chars``) and ends on a sentence when it can.
+* ``platform_preset(name)`` / ``apply_platform(...)`` fill aspect ratio, duration and
+  resolution from a platform preset, with warnings for what a provider cannot honour.
+
+Unknown style, template or platform names raise ``ValidationError`` (422) naming the known ones.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from app.errors import UnavailableError
+from app.prompts.catalog import Catalog, PlatformPreset, StylePreset, Template
+from app.prompts.expander import Brief, LlmError, LlmExpander
+from app.prompts.platforms import apply_platform
+from app.prompts.screening import Screener
+from app.prompts.text import Lang, prompt_language, trim_prompt
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.providers.base import Capabilities
+
+logger = logging.getLogger(__name__)
 
 ExpandedBy = Literal["llm", "template", "none"]
+
+#: The deterministic expansion when the LLM failed and no template was asked for: the seed's
+#: ingredients (subject, scene, camera) in neutral words.
+GENERIC_TEXT: dict[Lang, str] = {
+    "en": "{prompt}, detailed subject, clear scene with natural lighting, smooth camera movement",
+    "zh": "{prompt}，主体细节清晰，场景光线自然，镜头平稳推进",
+}
+_DISABLED = frozenset({"none", "off", "false", "no"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,23 +57,136 @@ class Expansion:
     expanded_prompt: str
     expanded_by: ExpandedBy
     negative_prompt: str | None = None
+    #: Why the LLM was not used although it was asked for (``None`` when it was, or not asked).
+    fallback_reason: str | None = None
+
+
+def _sentence(text: str, lang: Lang) -> str:
+    text = text.strip().rstrip("，,;；:：")
+    end = "。" if lang == "zh" else "."
+    return text if text.endswith(("。", "！", "？", ".", "!", "?")) else text + end
+
+
+def _compose(core: str, extras: list[str], lang: Lang, max_chars: int) -> str:
+    """``core`` followed by ``extras`` (style, framing), trimming the core first so that the
+    extras survive a tight limit."""
+    sep = "，" if lang == "zh" else ", "
+    tail = sep.join(e.strip() for e in extras if e.strip())
+    core = core.strip().rstrip("。.!！?？,，")
+    full = _sentence(core + (sep + tail if tail else ""), lang)
+    if len(full) <= max_chars or not tail:
+        return trim_prompt(full, max_chars)
+    budget = max_chars - len(sep) - len(_sentence(tail, lang))
+    if budget < max_chars // 2:
+        return trim_prompt(full, max_chars)
+    short = trim_prompt(core, budget).rstrip("。.!！?？,，")
+    return trim_prompt(_sentence(short + sep + tail, lang), max_chars)
 
 
 class PromptService:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        screener: Screener,
+        llm: LlmExpander | None = None,
+        llm_required: bool = False,
+        expand_by_default: bool = True,
+        default_negative_prompt: str | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.screener = screener
+        self.llm = llm
+        self._llm_required = llm_required
+        self._expand_by_default = expand_by_default
+        self._default_negative = default_negative_prompt
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PromptService:
-        return cls(settings)
+        """Load templates and the word list (``ConfigError`` naming a broken file), make clients."""
+        negative = settings.prompts.default_negative_prompt.strip()
+        return cls(
+            catalog=Catalog.load(settings.prompts.templates_dir),
+            screener=Screener.from_settings(settings.prompts),
+            llm=LlmExpander.from_settings(settings.llm),
+            llm_required=settings.llm.required,
+            expand_by_default=settings.llm.expand_by_default,
+            default_negative_prompt=None if negative.lower() in _DISABLED else negative or None,
+        )
 
     @property
     def expands_by_default(self) -> bool:
-        return self._settings.llm.enabled and self._settings.llm.expand_by_default
+        return self.llm is not None and self._expand_by_default
 
-    async def screen(self, text: str) -> None:
-        """Reject text that must not reach a provider."""
-        return None
+    # --- screening -----------------------------------------------------------------------
+
+    async def screen(self, text: str, *, what: str = "prompt") -> None:
+        """Reject text that must not reach a provider (``ContentRejectedError``, 400)."""
+        await self.screener.screen(text, what=what)
+
+    # --- presets ---------------------------------------------------------------------------
+
+    def template(self, name: str) -> Template:
+        return self.catalog.templates.lookup(name)
+
+    def style(self, name: str) -> StylePreset:
+        return self.catalog.styles.lookup(name)
+
+    def platform_preset(self, name: str) -> PlatformPreset:
+        return self.catalog.platforms.lookup(name)
+
+    def list_templates(self) -> list[Template]:
+        return self.catalog.templates.listing()
+
+    def list_styles(self) -> list[StylePreset]:
+        return self.catalog.styles.listing()
+
+    def list_platforms(self) -> list[PlatformPreset]:
+        return self.catalog.platforms.listing()
+
+    def validate(
+        self, *, style: str | None = None, template: str | None = None, platform: str | None = None
+    ) -> None:
+        """Raise ``ValidationError`` (422) for an unknown name — call it before storing a task."""
+        if style:
+            self.style(style)
+        if template:
+            self.template(template)
+        if platform:
+            self.platform_preset(platform)
+
+    def apply_platform(
+        self,
+        body: Mapping[str, Any],
+        *,
+        explicit: Collection[str] | None = None,
+        capabilities: Capabilities | None = None,
+        provider: str = "the provider",
+    ) -> tuple[dict[str, Any], list[str]]:
+        """``body`` with its ``platform``'s fields filled in (see ``platforms.apply_platform``)."""
+        name = body.get("platform")
+        if not name:
+            return dict(body), []
+        return apply_platform(
+            body,
+            self.platform_preset(str(name)),
+            explicit=explicit,
+            capabilities=capabilities,
+            provider=provider,
+        )
+
+    def negative_prompt(self, requested: str | None = None, *, template: str | None = None) -> str:
+        """The negative prompt to send where the provider takes one: the request's, else the
+        template's, else ``[prompts] default_negative_prompt`` (``""`` when switched off)."""
+        if requested:
+            return requested
+        if template:
+            found = self.template(template).negative_prompt
+            if found:
+                return found
+        return self._default_negative or ""
+
+    # --- expansion -------------------------------------------------------------------------
 
     async def expand(
         self,
@@ -52,7 +199,80 @@ class PromptService:
         negative_prompt: str | None = None,
         use_llm: bool = True,
     ) -> Expansion:
-        return Expansion(expanded_prompt=prompt[:max_chars], expanded_by="none")
+        tpl = self.template(template) if template else None
+        style_name = style or (tpl.style if tpl else None)
+        sty = self.style(style_name) if style_name else None
+        plat = self.platform_preset(platform) if platform else None
+        lang = prompt_language(prompt)
+        negative = self.negative_prompt(negative_prompt, template=template) or None
+
+        reason: str | None = None
+        if use_llm and self.llm is not None:
+            brief = Brief(
+                prompt=prompt.strip(),
+                lang=lang,
+                max_chars=max_chars,
+                scenario=(tpl.hint or tpl.title).get(lang) if tpl else None,
+                style=sty.text.get(lang) if sty else None,
+                framing=plat.framing.get(lang) if plat else None,
+            )
+            try:
+                text = trim_prompt(await self.llm.expand(brief), max_chars)
+            except LlmError as exc:
+                if self._llm_required:
+                    raise UnavailableError(
+                        f"prompt expansion failed: {exc.reason} ([llm] required = true)",
+                        retryable=exc.retryable,
+                    ) from exc
+                reason = exc.reason
+                logger.warning("LLM expansion failed (%s); using the template expansion", reason)
+            else:
+                return Expansion(expanded_prompt=text, expanded_by="llm", negative_prompt=negative)
+        elif not (tpl or sty or plat or use_llm):
+            # Nothing asked: the user's words go to the provider as written.
+            return Expansion(
+                expanded_prompt=prompt.strip(), expanded_by="none", negative_prompt=negative
+            )
+        elif use_llm and not (tpl or sty or plat):
+            # Asked to expand with nothing to go on but the idea: the generic expansion.
+            reason = "no LLM is configured ([llm] base_url and model)"
+
+        text = self.template_expansion(
+            prompt, tpl, sty, plat, lang=lang, max_chars=max_chars, generic=reason is not None
+        )
+        return Expansion(
+            expanded_prompt=text,
+            expanded_by="template",
+            negative_prompt=negative,
+            fallback_reason=reason,
+        )
+
+    def template_expansion(
+        self,
+        prompt: str,
+        template: Template | None,
+        style: StylePreset | None,
+        platform: PlatformPreset | None,
+        *,
+        lang: Lang,
+        max_chars: int,
+        generic: bool = False,
+    ) -> str:
+        """The deterministic expansion: the template's text (or, with ``generic``, the generic
+        one; else the prompt itself) with the style's and the platform's words appended,
+        within ``max_chars``."""
+        if template is not None:
+            core = template.render(prompt, lang)
+        elif generic:
+            core = GENERIC_TEXT[lang].replace("{prompt}", prompt.strip().rstrip("。.!！?？"))
+        else:
+            core = prompt
+        extras = [p.text.get(lang) for p in (style,) if p] + [
+            p.framing.get(lang) for p in (platform,) if p
+        ]
+        return _compose(core, extras, lang, max_chars)
 
     async def aclose(self) -> None:
-        return None
+        if self.llm is not None:
+            await self.llm.aclose()
+        await self.screener.aclose()

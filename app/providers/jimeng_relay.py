@@ -131,7 +131,7 @@ class JimengRelayProvider:
             image_input=True,
             last_frame=True,
             negative_prompt=False,
-            max_prompt_chars=2000,
+            max_prompt_chars=800,  # what the official API accepts
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
         )

@@ -132,7 +132,7 @@ class SeedanceProvider:
             image_input=True,
             last_frame=True,
             negative_prompt=False,
-            max_prompt_chars=2000,
+            max_prompt_chars=500,  # Ark advises at most 500 characters
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
         )

@@ -171,6 +171,7 @@ class Pipeline:
                     status=TaskStatus.RUNNING,
                     stage=TaskStage.GENERATING,
                     expanded_by=task.expanded_by,
+                    request=task.request,
                     provider=name,
                     params=params,
                     route={**task.route, "provider": name} if index else task.route,
@@ -205,11 +206,8 @@ class Pipeline:
         wants = body.get("expand_prompt")
         expand = self._prompts.expands_by_default if wants is None else bool(wants)
         asks_shaping = any(body.get(k) for k in ("style", "template", "platform"))
-        if not expand and not asks_shaping:
-            # Nothing to expand: recorded with the next state change, not a write of its own.
-            task.expanded_by = "none"
-            return task
-        task = await self._update(task.id, status=TaskStatus.RUNNING, stage=TaskStage.EXPANDING)
+        if expand or asks_shaping:
+            task = await self._update(task.id, status=TaskStatus.RUNNING, stage=TaskStage.EXPANDING)
         chain = task.route.get("chain") or [self._providers.default]
         caps = self._providers.get(chain[0]).capabilities
         expansion = await self._prompts.expand(
@@ -221,7 +219,21 @@ class Pipeline:
             negative_prompt=body.get("negative_prompt"),
             use_llm=expand,
         )
-        await self._prompts.screen(expansion.expanded_prompt)
+        if expansion.fallback_reason:
+            logger.warning(
+                "task %s: %s; used the template expansion", task.id, expansion.fallback_reason
+            )
+        if expansion.expanded_by == "none":
+            # Nothing was expanded: recorded with the next state change, not a write of its own.
+            task.expanded_by = "none"
+            if (
+                expansion.negative_prompt
+                and caps.negative_prompt
+                and not body.get("negative_prompt")
+            ):
+                task.request = {**body, "negative_prompt": expansion.negative_prompt}
+            return task
+        await self._prompts.screen(expansion.expanded_prompt, what="expanded prompt")
         changes: dict[str, Any] = {
             "expanded_prompt": expansion.expanded_prompt,
             "expanded_by": expansion.expanded_by,

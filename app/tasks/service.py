@@ -8,12 +8,14 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from app.config import Settings
 from app.errors import NotFoundError
 from app.metrics import Metrics
 from app.prompts.service import PromptService
+from app.prompts.variants import make_variants
 from app.providers.registry import ProviderRegistry
 from app.providers.routing import choose_route
 from app.storage.base import Storage
@@ -74,10 +76,26 @@ class TaskService:
         *,
         owner: str,
         idempotency_key: str | None = None,
+        explicit: Collection[str] | None = None,
         group_id: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, screen, route, store and enqueue; returns ``(task, created)``."""
+        """Validate, screen, route, store and enqueue; returns ``(task, created)``.
+
+        ``explicit`` names the fields the client set (a platform preset fills only the others).
+        """
+        self._prompts.validate(
+            style=body.get("style"), template=body.get("template"), platform=body.get("platform")
+        )
         await self._prompts.screen(body["prompt"])
+        warnings: list[str] = []
+        if body.get("platform"):
+            target = body.get("provider") or self._providers.default
+            body, warnings = self._prompts.apply_platform(
+                body,
+                explicit=explicit,
+                capabilities=self._providers.get(target).capabilities,
+                provider=target,
+            )
         task_id = new_task_id()
         draft = Task(id=task_id, owner=owner, prompt=body["prompt"], request=body)
         request = build_request(draft)
@@ -94,7 +112,7 @@ class TaskService:
             owner=owner,
             prompt=body["prompt"],
             request={k: v for k, v in body.items() if k not in _NOT_HASHED},
-            route={"chain": route.chain, "reason": route.reason},
+            route={"chain": route.chain, "reason": route.reason, "warnings": warnings},
             provider=route.primary,
             metadata=body.get("metadata") or {},
             callback_url=body.get("callback_url"),
@@ -109,14 +127,51 @@ class TaskService:
             self._runner.enqueue(stored.id)
         return stored, created
 
+    async def create_group(
+        self,
+        body: dict[str, Any],
+        *,
+        owner: str,
+        n: int,
+        styles: list[str] | None = None,
+        idempotency_key: str | None = None,
+        explicit: Collection[str] | None = None,
+    ) -> tuple[str, list[Task]]:
+        """``n`` variants of one idea as separate tasks under one group id."""
+        for style in styles or []:
+            self._prompts.validate(style=style)
+        if idempotency_key:
+            # A retried create must land in the same group, with the same tasks.
+            group_id = (
+                "vg_" + hashlib.sha256(f"{owner}:{idempotency_key}".encode()).hexdigest()[:32]
+            )
+        else:
+            group_id = f"vg_{uuid.uuid4().hex}"
+        explicit_fields = set(explicit or ()) | {"seed"} | ({"style"} if styles else set())
+        tasks = []
+        for index, variant in enumerate(make_variants(body, n, styles=styles)):
+            task, _ = await self.create(
+                variant,
+                owner=owner,
+                idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
+                explicit=explicit_fields,
+                group_id=group_id,
+            )
+            tasks.append(task)
+        return group_id, tasks
+
     async def get(self, task_id: str, *, owner: str) -> Task:
         task = await self._store.get(task_id, owner=owner)
         if task is None:
             raise NotFoundError(f"no task {task_id!r}")
         return task
 
-    async def list(self, *, owner: str, status: TaskStatus | None, limit: int) -> list[Task]:
-        return await self._store.list_for(owner=owner, status=status, limit=limit)
+    async def list(
+        self, *, owner: str, status: TaskStatus | None, group_id: str | None, limit: int
+    ) -> list[Task]:
+        return await self._store.list_for(
+            owner=owner, status=status, group_id=group_id, limit=limit
+        )
 
     async def wait(self, task: Task, wait_s: float) -> Task:
         """Long-poll: return when the task is terminal or ``wait_s`` has passed."""
@@ -178,6 +233,7 @@ class TaskService:
             "expanded_by": task.expanded_by,
             "params": task.params,
             "route_reason": task.route.get("reason"),
+            "warnings": task.route.get("warnings") or [],
             "video_url": video_url,
             "filename": task.filename,
             "expires_at": expires_at.isoformat() if expires_at else None,

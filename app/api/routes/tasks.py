@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, status
 
 from app.api.deps import PrincipalDep, TasksDep
-from app.api.schemas import TaskList, TaskPublic, TaskStatusWord, VideoCreate
+from app.api.schemas import TaskGroup, TaskList, TaskPublic, TaskStatusWord, VideoCreate
 from app.tasks.models import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -18,16 +18,32 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic)
+def task_fields(body: VideoCreate) -> dict[str, Any]:
+    """The stored request: what was sent, without the variant controls."""
+    return body.model_dump(exclude_none=True, exclude={"n", "styles"})
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic | TaskGroup)
 async def create_task(
     body: VideoCreate,
     principal: PrincipalDep,
     tasks: TasksDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """Submit a video task; answers at once with the task."""
+    """Submit a video task (or ``n`` variants of it); answers at once."""
+    explicit = body.model_fields_set
+    if body.n > 1 or body.styles:
+        group_id, created = await tasks.create_group(
+            task_fields(body),
+            owner=principal.owner,
+            n=body.n,
+            styles=body.styles,
+            idempotency_key=idempotency_key,
+            explicit=explicit,
+        )
+        return {"group_id": group_id, "data": [await tasks.present(task) for task in created]}
     task, _ = await tasks.create(
-        body.model_dump(exclude_none=True), owner=principal.owner, idempotency_key=idempotency_key
+        task_fields(body), owner=principal.owner, idempotency_key=idempotency_key, explicit=explicit
     )
     return await tasks.present(task)
 
@@ -51,11 +67,15 @@ async def list_tasks(
     principal: PrincipalDep,
     tasks: TasksDep,
     status: TaskStatusWord | None = None,
+    group_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    """The caller's own tasks, newest first."""
+    """The caller's own tasks, newest first (``group_id``: the variants of one create)."""
     found = await tasks.list(
-        owner=principal.owner, status=TaskStatus(status) if status else None, limit=limit
+        owner=principal.owner,
+        status=TaskStatus(status) if status else None,
+        group_id=group_id,
+        limit=limit,
     )
     return {"data": [await tasks.present(task) for task in found]}
 

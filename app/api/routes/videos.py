@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import PrincipalDep, SettingsDep, TasksDep
 from app.api.errors import app_error_response
-from app.api.routes.tasks import IdempotencyKey
+from app.api.routes.tasks import IdempotencyKey, task_fields
 from app.api.schemas import ErrorBody, TaskAccepted, VideoCreate, VideoResult
-from app.errors import ConflictError
+from app.errors import ConflictError, ValidationError
 from app.tasks.models import TaskStatus
 from app.tasks.pipeline import stored_error
 
@@ -31,8 +31,13 @@ async def generate_video(
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Generate a video and answer with its URL (202 with a status URL if it takes too long)."""
+    if body.n > 1 or body.styles:
+        raise ValidationError("variants (n, styles) are created with POST /v1/tasks")
     task, _ = await tasks.create(
-        body.model_dump(exclude_none=True), owner=principal.owner, idempotency_key=idempotency_key
+        task_fields(body),
+        owner=principal.owner,
+        idempotency_key=idempotency_key,
+        explicit=body.model_fields_set,
     )
     wait_s = settings.server.sync_wait_s if body.wait_s is None else body.wait_s
     task = await tasks.wait(task, wait_s)

@@ -1,0 +1,126 @@
+"""``/v1/prompts``: preview the prompt a task would send (screened, expanded, trimmed)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.api.deps import PromptsDep, ProvidersDep, get_principal
+from app.prompts.platforms import platform_warnings
+
+router = APIRouter(prefix="/v1/prompts", tags=["prompts"], dependencies=[Depends(get_principal)])
+
+
+class PromptExpand(BaseModel):
+    """Body of ``POST /v1/prompts/expand``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=2000, description="The short idea.")
+    style: str | None = Field(None, max_length=64, description="A style preset name.")
+    template: str | None = Field(None, max_length=64, description="A business template name.")
+    platform: str | None = Field(None, max_length=64, description="A platform preset name.")
+    provider: str | None = Field(
+        None, max_length=32, description="Whose prompt limit applies (default: the default one)."
+    )
+    negative_prompt: str | None = Field(None, max_length=2000)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+
+class PlatformFields(BaseModel):
+    name: str
+    aspect_ratio: str
+    duration_ms: int
+    resolution: str | None
+
+
+class PromptExpansion(BaseModel):
+    expanded_prompt: str
+    expanded_by: Literal["llm", "template", "none"]
+    negative_prompt: str | None = Field(
+        description="What a task would send as negative prompt (null: the provider takes none)."
+    )
+    provider: str
+    max_chars: int = Field(description="The provider's prompt limit the expansion fits in.")
+    platform: PlatformFields | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PresetInfo(BaseModel):
+    name: str
+    aliases: list[str]
+    title: str | None = None
+    style: str | None = None
+    aspect_ratio: str | None = None
+    duration_ms: int | None = None
+    resolution: str | None = None
+
+
+class PromptCatalog(BaseModel):
+    templates: list[PresetInfo]
+    styles: list[PresetInfo]
+    platforms: list[PresetInfo]
+
+
+@router.post("/expand", response_model=PromptExpansion)
+async def expand_prompt(
+    body: PromptExpand, prompts: PromptsDep, providers: ProvidersDep
+) -> dict[str, Any]:
+    """Screen and expand a prompt exactly as a task would, without generating anything."""
+    name = body.provider or providers.default
+    capabilities = providers.get(name).capabilities
+    prompts.validate(style=body.style, template=body.template, platform=body.platform)
+    await prompts.screen(body.prompt)
+    expansion = await prompts.expand(
+        body.prompt,
+        style=body.style,
+        template=body.template,
+        platform=body.platform,
+        max_chars=capabilities.max_prompt_chars,
+        negative_prompt=body.negative_prompt,
+    )
+    await prompts.screen(expansion.expanded_prompt, what="expanded prompt")
+    warnings: list[str] = []
+    if expansion.fallback_reason:
+        warnings.append(f"{expansion.fallback_reason}; used the template expansion")
+    platform = None
+    if body.platform:
+        preset = prompts.platform_preset(body.platform)
+        platform = {"name": preset.name, **preset.fields()}
+        platform.setdefault("resolution", None)
+        warnings.extend(platform_warnings(preset, capabilities, provider=name))
+    if body.negative_prompt and not capabilities.negative_prompt:
+        warnings.append(f"{name} takes no negative prompt; it would be ignored")
+    return {
+        "expanded_prompt": expansion.expanded_prompt,
+        "expanded_by": expansion.expanded_by,
+        "negative_prompt": expansion.negative_prompt if capabilities.negative_prompt else None,
+        "provider": name,
+        "max_chars": capabilities.max_prompt_chars,
+        "platform": platform,
+        "warnings": warnings,
+    }
+
+
+@router.get("/catalog", response_model=PromptCatalog)
+async def prompt_catalog(prompts: PromptsDep) -> dict[str, Any]:
+    """The templates, styles and platform presets this gateway knows."""
+    return {
+        "templates": [
+            {"name": t.name, "aliases": list(t.aliases), "title": t.title.en, "style": t.style}
+            for t in prompts.list_templates()
+        ],
+        "styles": [{"name": s.name, "aliases": list(s.aliases)} for s in prompts.list_styles()],
+        "platforms": [
+            {"name": p.name, "aliases": list(p.aliases), **p.fields()}
+            for p in prompts.list_platforms()
+        ],
+    }

@@ -1,0 +1,299 @@
+"""OpenAI-compatible LLM emulator: ``POST /v1/chat/completions`` and ``POST /v1/moderations``.
+
+Served over real HTTP (``serve_in_thread(emulator.app)``) and driven by the real ``openai`` SDK.
+It checks what such servers check: the Bearer key (401 ``invalid_api_key``), the model (404
+``model_not_found``) and the request's shape (400 ``invalid_request_error``: ``model`` a
+string, ``messages`` a non-empty list of ``{role, content}`` with a known role and string
+content, ``temperature`` within 0..2, ``max_tokens`` positive, no streaming).
+
+By default a chat answer is a deterministic expansion of the first line of the last user
+message. Tests script the next answers with :meth:`LlmEmulator.script` — any content (empty,
+whitespace, a refusal, fenced, quoted, with a preamble, very long), a ``refusal`` field, a
+``finish_reason``, an HTTP error (429/500 with ``Retry-After``) or a delay (a slow answer
+that stops early when the client hangs up). Every request is recorded, rejected ones too.
+
+Moderation flags an input containing one of ``moderation_triggers`` (case-insensitive) with
+the trigger's categories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+API_KEY = "sk-emulator-0123456789"
+MODEL = "emu-chat-1"
+ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
+MODERATION_CATEGORIES = ("harassment", "hate", "illicit", "self-harm", "sexual", "violence")
+
+
+@dataclass
+class Reply:
+    """One scripted answer. ``content=None`` means the default answer."""
+
+    content: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    finish_reason: str = "stop"
+    refusal: str | None = None
+    no_choices: bool = False
+    times: int = 1
+    op: str = "chat"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    op: str
+    authorization: str | None
+    body: Any
+    status: int
+
+
+def default_answer(messages: list[dict[str, Any]]) -> str:
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    first = str(user).strip().splitlines()[0] if str(user).strip() else "a scene"
+    idea = re.sub(r"^[^:：]{1,20}[:：]\s*", "", first).strip()
+    if re.search(r"[\u4e00-\u9fff]", idea):
+        return f"{idea}。光线柔和，细节丰富，镜头缓缓推进。"
+    return f"{idea}. Soft natural light, rich detail, the camera slowly pushes in."
+
+
+def _error(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+class LlmEmulator:
+    def __init__(
+        self,
+        *,
+        api_key: str = API_KEY,
+        models: tuple[str, ...] = (MODEL,),
+        moderation_triggers: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.models = models
+        self.moderation_triggers = moderation_triggers or {"flagme": ["violence"]}
+        self._lock = threading.Lock()
+        self._script: list[Reply] = []
+        self._records: list[Recorded] = []
+        self._ids = itertools.count(1)
+        self._generation = 0  # bumped by reset(): late records of older requests are dropped
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/moderations", self._moderations, methods=["POST"]),
+            ]
+        )
+
+    # --- test controls -----------------------------------------------------------------------
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def reply(self, content: str, **kwargs: Any) -> None:
+        self.script(Reply(content=content, **kwargs))
+
+    def fail_next(self, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
+        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
+        self.script(Reply(status=status, headers=headers, times=times))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self._records.clear()
+            self._generation += 1
+
+    def requests(self, op: str = "chat") -> list[Recorded]:
+        with self._lock:
+            return [r for r in self._records if r.op == op]
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(r.times for r in self._script)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _take(self, op: str) -> Reply | None:
+        with self._lock:
+            for reply in self._script:
+                if reply.op == op:
+                    reply.times -= 1
+                    if reply.times <= 0:
+                        self._script.remove(reply)
+                    return reply
+        return None
+
+    def _record(self, op: str, request: Request, body: Any, status: int) -> None:
+        with self._lock:
+            if request.state.generation == self._generation:
+                self._records.append(
+                    Recorded(op, request.headers.get("authorization"), body, status)
+                )
+
+    async def _read(self, request: Request, op: str) -> tuple[Any, JSONResponse | None]:
+        with self._lock:
+            request.state.generation = self._generation
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            denied = _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+            self._record(op, request, body, 401)
+            return body, denied
+        if not isinstance(body, dict):
+            self._record(op, request, body, 400)
+            return body, _error(400, "body must be a JSON object", "invalid_request_error", None)
+        return body, None
+
+    @staticmethod
+    def _shape_error(body: dict[str, Any]) -> str | None:
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return "'model' is required and must be a string"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "'messages' must be a non-empty list"
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                return f"messages[{index}].role must be one of {sorted(ROLES)}"
+            if not isinstance(message.get("content"), str):
+                return f"messages[{index}].content must be a string"
+        temperature = body.get("temperature")
+        if temperature is not None and not (
+            isinstance(temperature, int | float) and 0 <= temperature <= 2
+        ):
+            return "'temperature' must be between 0 and 2"
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens > 0):
+            return "'max_tokens' must be a positive integer"
+        if body.get("stream"):
+            return "this emulator does not stream"
+        return None
+
+    @staticmethod
+    async def _wait(request: Request, delay_s: float) -> bool:
+        """Sleep ``delay_s``; ``False`` when the client hung up meanwhile."""
+        deadline = time.monotonic() + delay_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            if await request.is_disconnected():
+                return False
+        return True
+
+    async def _chat(self, request: Request) -> JSONResponse:
+        body, denied = await self._read(request, "chat")
+        if denied is not None:
+            return denied
+        problem = self._shape_error(body)
+        if problem is not None:
+            self._record("chat", request, body, 400)
+            return _error(400, problem, "invalid_request_error", None)
+        if body["model"] not in self.models:
+            self._record("chat", request, body, 404)
+            return _error(
+                404,
+                f"The model `{body['model']}` does not exist.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        reply = self._take("chat") or Reply()
+        if reply.delay_s and not await self._wait(request, reply.delay_s):
+            self._record("chat", request, body, 499)
+            return JSONResponse({}, status_code=499)
+        if reply.status is not None:
+            self._record("chat", request, body, reply.status)
+            kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
+            response = _error(reply.status, f"emulated HTTP {reply.status}", kind, None)
+            response.headers.update(reply.headers)
+            return response
+        self._record("chat", request, body, 200)
+        content = default_answer(body["messages"]) if reply.content is None else reply.content
+        choices = (
+            []
+            if reply.no_choices
+            else [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None if reply.refusal else content,
+                        "refusal": reply.refusal,
+                    },
+                    "finish_reason": reply.finish_reason,
+                    "logprobs": None,
+                }
+            ]
+        )
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-emu-{next(self._ids)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": choices,
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            },
+            headers=reply.headers,
+        )
+
+    async def _moderations(self, request: Request) -> JSONResponse:
+        body, denied = await self._read(request, "moderations")
+        if denied is not None:
+            return denied
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            self._record("moderations", request, body, 400)
+            return _error(
+                400, "'input' must be a string or a list of strings", "invalid_request_error", None
+            )
+        reply = self._take("moderations") or Reply(op="moderations")
+        if reply.delay_s and not await self._wait(request, reply.delay_s):
+            self._record("moderations", request, body, 499)
+            return JSONResponse({}, status_code=499)
+        if reply.status is not None:
+            self._record("moderations", request, body, reply.status)
+            response = _error(reply.status, f"emulated HTTP {reply.status}", "server_error", None)
+            response.headers.update(reply.headers)
+            return response
+        self._record("moderations", request, body, 200)
+        results = []
+        for text in inputs:
+            hits = {
+                category
+                for trigger, categories in self.moderation_triggers.items()
+                if trigger.lower() in text.lower()
+                for category in categories
+            }
+            results.append(
+                {
+                    "flagged": bool(hits),
+                    "categories": {c: c in hits for c in (*MODERATION_CATEGORIES, *hits)},
+                    "category_scores": {
+                        c: 0.99 if c in hits else 0.01 for c in (*MODERATION_CATEGORIES, *hits)
+                    },
+                }
+            )
+        return JSONResponse(
+            {
+                "id": f"modr-emu-{next(self._ids)}",
+                "model": body.get("model") or "omni-moderation-latest",
+                "results": results,
+            }
+        )
