@@ -6,7 +6,14 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint test-gateway clean
+.PHONY: run test lint lint-worker test-gateway test-worker clean
+
+# The CogVideoX worker's own venv: Python 3.11, so pip takes the CPU torch wheel on disk.
+.venv-worker/.installed: worker/requirements.txt worker/requirements-dev.txt
+	rm -rf .venv-worker
+	$(PY311) -m venv .venv-worker
+	.venv-worker/bin/pip install -q -r worker/requirements.txt -r worker/requirements-dev.txt
+	touch $@
 
 # Dify's workflow engine (graphon, pinned as Dify pins it) in a side venv: --no-deps leaves out
 # its document-extraction extras; tests/dify/requirements.txt lists what it needs to run.
@@ -34,10 +41,19 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check app tests bench
 	$(VENV)/bin/mypy app
 
-test-gateway: $(VENV)/.dev .venv-dify/.installed
+lint-worker: .venv-worker/.installed
+	.venv-worker/bin/ruff check worker bench/gpu_cogvideox.py
+	.venv-worker/bin/ruff format --check worker bench/gpu_cogvideox.py
+	.venv-worker/bin/mypy --strict worker bench/gpu_cogvideox.py
+
+# The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py).
+test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed
 	$(VENV)/bin/python -m pytest tests -q
 
-test: lint test-gateway
+test-worker: .venv-worker/.installed
+	.venv-worker/bin/python -m pytest worker/tests -q
+
+test: lint lint-worker test-gateway test-worker
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-worker .venv-dify .mypy_cache .ruff_cache
