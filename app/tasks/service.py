@@ -87,24 +87,27 @@ class TaskService:
             style=body.get("style"), template=body.get("template"), platform=body.get("platform")
         )
         await self._prompts.screen(body["prompt"])
-        warnings: list[str] = []
-        if body.get("platform"):
-            target = body.get("provider") or self._providers.default
-            body, warnings = self._prompts.apply_platform(
-                body,
-                explicit=explicit,
-                capabilities=self._providers.get(target).capabilities,
-                provider=target,
-            )
         task_id = new_task_id()
-        draft = Task(id=task_id, owner=owner, prompt=body["prompt"], request=body)
-        request = build_request(draft)
+        # A platform preset fills in what the client left out, as far as the provider that will
+        # serve it can honour; routing may depend on those fields, so the preset is applied for
+        # the likely provider, then again if the route lands elsewhere.
+        target = body.get("provider") or self._providers.default
+        shaped, warnings = self._shape(body, explicit, target)
+        request = build_request(
+            Task(id=task_id, owner=owner, prompt=body["prompt"], request=shaped)
+        )
         route = choose_route(
             request,
             requested=body.get("provider"),
             registry=self._providers,
             settings=self._settings,
         )
+        if route.primary != target and body.get("platform"):
+            shaped, warnings = self._shape(body, explicit, route.primary)
+            request = build_request(
+                Task(id=task_id, owner=owner, prompt=body["prompt"], request=shaped)
+            )
+        body = shaped
         # Fail fast (422) when the chosen provider cannot honour the request at all.
         self._providers.get(route.primary).plan(request)
         task = Task(
@@ -126,6 +129,18 @@ class TaskService:
             self._metrics.tasks_created.labels(route.primary).inc()
             self._runner.enqueue(stored.id)
         return stored, created
+
+    def _shape(
+        self, body: dict[str, Any], explicit: Collection[str] | None, provider: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        if not body.get("platform"):
+            return body, []
+        return self._prompts.apply_platform(
+            body,
+            explicit=explicit,
+            capabilities=self._providers.get(provider).capabilities,
+            provider=provider,
+        )
 
     async def create_group(
         self,
