@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable
@@ -112,24 +113,16 @@ class LocalStorage:
         size: int | None = None,
     ) -> StoredObject:
         final = self.path_for(key)
-        self._partial.mkdir(parents=True, exist_ok=True)
-        tmp = self._partial / uuid.uuid4().hex
-        digest = hashlib.sha256()
-        written = 0
-        fh: IO[bytes] = await asyncio.to_thread(tmp.open, "wb")
+        partial = _PartialFile(self._partial / uuid.uuid4().hex)
         try:
             async for chunk in chunks:
                 # Writing and hashing run in a thread: a 1 GiB video must not stall the loop.
-                await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
-                written += len(chunk)
-            await asyncio.to_thread(fh.close)
-            if size is not None and written != size:
-                raise UnavailableError(f"size mismatch: expected {size} bytes, received {written}")
-            await asyncio.to_thread(_publish, tmp, final)
+                await asyncio.to_thread(partial.write, chunk)
+            await asyncio.to_thread(partial.publish, final, size)
         except BaseException:
-            fh.close()
-            tmp.unlink(missing_ok=True)
+            await asyncio.shield(asyncio.to_thread(partial.discard))
             raise
+        written, digest = partial.written, partial.digest
         return StoredObject(
             key=key, size=written, sha256=digest.hexdigest(), content_type=content_type
         )
@@ -160,14 +153,52 @@ class LocalStorage:
         return None
 
 
-def _write_and_hash(fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
-    fh.write(chunk)
-    digest.update(chunk)
+class _PartialFile:
+    """A file being written under ``.partial/``; published by an atomic rename, or discarded.
 
+    Each method is one trip to a worker thread (opening rides on the first write). A lock
+    orders them: a write still running in a thread after its task was cancelled must not race
+    the discard.
+    """
 
-def _publish(tmp: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.written = 0
+        self._fh: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._discarded = False
+
+    def _file(self) -> IO[bytes]:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("wb")
+        return self._fh
+
+    def write(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._discarded:
+                return
+            self._file().write(chunk)
+            self.digest.update(chunk)
+            self.written += len(chunk)
+
+    def publish(self, final: Path, size: int | None) -> None:
+        with self._lock:
+            self._file().close()
+            if size is not None and self.written != size:
+                raise UnavailableError(
+                    f"size mismatch: expected {size} bytes, received {self.written}"
+                )
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path, final)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._discarded = True
+            if self._fh is not None:
+                self._fh.close()
+            self.path.unlink(missing_ok=True)
 
 
 def _probe_write(path: Path) -> None:
