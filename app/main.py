@@ -94,7 +94,8 @@ def create_app(
             webhooks = WebhookSender(http)
             stack.push_async_callback(webhooks.aclose)
             metrics = Metrics()
-            changes, nudges = Signals(), Signals()
+            changes: Signals[Task] = Signals()
+            nudges: Signals[None] = Signals()
 
             async def on_terminal(task: Task) -> None:
                 metrics.finished(task)

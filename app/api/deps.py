@@ -1,4 +1,8 @@
-"""Dependency aliases: routes read the app's shared objects through these."""
+"""Dependency aliases: routes read the app's shared objects through these.
+
+The providers are ``async def`` although they do no I/O: FastAPI runs plain ``def``
+dependencies in a thread pool, a trip per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -15,37 +19,37 @@ from app.tasks.runner import LocalRunner
 from app.tasks.service import TaskService
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_tasks(request: Request) -> TaskService:
+async def get_tasks(request: Request) -> TaskService:
     tasks: TaskService = request.app.state.tasks
     return tasks
 
 
-def get_prompts(request: Request) -> PromptService:
+async def get_prompts(request: Request) -> PromptService:
     prompts: PromptService = request.app.state.prompts
     return prompts
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_providers(request: Request) -> ProviderRegistry:
+async def get_providers(request: Request) -> ProviderRegistry:
     providers: ProviderRegistry = request.app.state.providers
     return providers
 
 
-def get_runner(request: Request) -> LocalRunner:
+async def get_runner(request: Request) -> LocalRunner:
     runner: LocalRunner = request.app.state.runner
     return runner
 
 
-def get_principal(
+async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier

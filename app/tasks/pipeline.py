@@ -95,8 +95,8 @@ class Pipeline:
         providers: ProviderRegistry,
         storage: Storage,
         prompts: PromptService,
-        changes: Signals,
-        nudges: Signals,
+        changes: Signals[Task],
+        nudges: Signals[None],
         on_terminal: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
@@ -114,14 +114,15 @@ class Pipeline:
         if updated is None:
             raise TaskCancelledError(task_id)
         if updated.status.is_terminal:
-            self._changes.fire(task_id)  # waiters only care about the end
+            self._changes.fire(task_id, updated)  # waiters only care about the end
             if self._on_terminal is not None:
                 await self._on_terminal(updated)
         return updated
 
-    async def run(self, task_id: str, *, resumed: bool = False) -> None:
-        task = await self._store.get(task_id)
-        if task is None or task.status.is_terminal:
+    async def run(self, task: Task, *, resumed: bool = False) -> None:
+        """Take ``task`` (as stored when it was created or found unfinished) to its end."""
+        task_id = task.id
+        if task.status.is_terminal:
             return
         try:
             if resumed:
@@ -165,7 +166,26 @@ class Pipeline:
             provider = self._providers.get(name)
             request = build_request(task)
             params = provider.plan(request)
+            # A task waiting for a slot of its provider is "queued"; the submit and the state it
+            # leads to are one write (the provider task id must be stored the moment we have it).
             async with self.slots(name):
+                try:
+                    provider_task_id = await provider.submit(request)
+                except ProviderError as exc:
+                    down = isinstance(exc, ProviderAuthError) or exc.retryable
+                    if not down or index == len(chain) - 1:
+                        await self._update(task.id, provider=name, params=params)
+                        raise
+                    last_error = exc
+                    logger.warning("provider %s is down (%s); falling back", name, exc.code)
+                    reason = (
+                        f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
+                    )
+                    task = await self._update(task.id, route={**task.route, "reason": reason})
+                    continue
+                except (ContentRejectedError, ValidationError):
+                    await self._update(task.id, provider=name, params=params)
+                    raise
                 task = await self._update(
                     task.id,
                     status=TaskStatus.RUNNING,
@@ -175,24 +195,8 @@ class Pipeline:
                     provider=name,
                     params=params,
                     route={**task.route, "provider": name} if index else task.route,
-                )
-                try:
-                    provider_task_id = await provider.submit(request)
-                except (ContentRejectedError, ValidationError):
-                    raise
-                except ProviderError as exc:
-                    down = isinstance(exc, ProviderAuthError) or exc.retryable
-                    if not down or index == len(chain) - 1:
-                        raise
-                    last_error = exc
-                    logger.warning("provider %s is down (%s); falling back", name, exc.code)
-                    reason = (
-                        f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
-                    )
-                    task = await self._update(task.id, route={**task.route, "reason": reason})
-                    continue
-                task = await self._update(
-                    task.id, provider_task_id=provider_task_id, provider_status="submitted"
+                    provider_task_id=provider_task_id,
+                    provider_status="submitted",
                 )
                 await self._finish_job(task, provider)
                 return

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from app.tasks.models import Task
 from app.tasks.pipeline import Pipeline
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class LocalRunner:
-    def __init__(self, pipeline: Pipeline, store: TaskStore, nudges: Signals) -> None:
+    def __init__(self, pipeline: Pipeline, store: TaskStore, nudges: Signals[None]) -> None:
         self._pipeline = pipeline
         self._store = store
         self._nudges = nudges
@@ -29,19 +30,18 @@ class LocalRunner:
         """Resume unfinished tasks; return how many."""
         unfinished = await self._store.unfinished()
         for task in unfinished:
-            self.enqueue(task.id, resumed=True)
+            self.enqueue(task, resumed=True)
         if unfinished:
             logger.info("resumed %d unfinished task(s)", len(unfinished))
         return len(unfinished)
 
-    def enqueue(self, task_id: str, *, resumed: bool = False) -> None:
-        if task_id in self._running:
+    def enqueue(self, task: Task, *, resumed: bool = False) -> None:
+        """Run a stored task (handlers enqueue only after the row is written)."""
+        if task.id in self._running:
             return
-        job = asyncio.create_task(
-            self._pipeline.run(task_id, resumed=resumed), name=f"task-{task_id}"
-        )
-        self._running[task_id] = job
-        job.add_done_callback(lambda _: self._running.pop(task_id, None))
+        job = asyncio.create_task(self._pipeline.run(task, resumed=resumed), name=f"task-{task.id}")
+        self._running[task.id] = job
+        job.add_done_callback(lambda _: self._running.pop(task.id, None))
 
     async def cancel(self, task_id: str) -> None:
         job = self._running.get(task_id)

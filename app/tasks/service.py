@@ -56,7 +56,7 @@ class TaskService:
         storage: Storage,
         providers: ProviderRegistry,
         prompts: PromptService,
-        changes: Signals,
+        changes: Signals[Task],
         webhooks: WebhookSender,
         metrics: Metrics,
     ) -> None:
@@ -127,7 +127,7 @@ class TaskService:
         if created:
             logger.info("task %s accepted (provider %s: %s)", task.id, route.primary, route.reason)
             self._metrics.tasks_created.labels(route.primary).inc()
-            self._runner.enqueue(stored.id)
+            self._runner.enqueue(stored)
         return stored, created
 
     def _shape(
@@ -197,8 +197,9 @@ class TaskService:
             if remaining <= 0:
                 break
             # Woken at the end by this process; the periodic re-read catches other replicas.
-            await self._changes.wait(task.id, min(remaining, 2.0))
-            fresh = await self._store.get(task.id)
+            fresh = await self._changes.wait(task.id, min(remaining, 2.0))
+            if fresh is None:
+                fresh = await self._store.get(task.id)
             if fresh is None:
                 break
             task = fresh
@@ -209,7 +210,8 @@ class TaskService:
         if task.status.is_terminal:
             return task
         updated = await self._store.update(task.id, status=TaskStatus.CANCELLED)
-        self._changes.fire(task.id)
+        if updated is not None:
+            self._changes.fire(task.id, updated)
         await self._runner.cancel(task.id)
         if updated is None:  # it finished meanwhile
             return await self.get(task_id, owner=owner)
