@@ -7,6 +7,7 @@ least-busy choice from ``/health``, submit with the gateway's task id, polling, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import time
@@ -32,19 +33,22 @@ TINY = {"width": 96, "height": 64, "max_frames": 9, "num_inference_steps": 2, "f
 
 
 @pytest.fixture(scope="module")
-def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not WORKER_PYTHON.exists():
         pytest.fail(f"{WORKER_PYTHON} is missing: run `make test` (it builds .venv-worker)")
-    folder = tmp_path_factory.mktemp("cogvideox")
-    model = folder / "model"
+    model = tmp_path_factory.mktemp("cogvideox") / "model"
     subprocess.run(
         [WORKER_PYTHON, "-m", "worker", "random-model", str(model), "--preset", "tiny"],
         cwd=ROOT, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    port = free_port()
+    return model
+
+
+@contextlib.contextmanager
+def run_worker(model: Path, port: int, videos: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [WORKER_PYTHON, "-m", "worker", "serve", "--model-path", str(model), "--device", "cpu",
-         "--port", str(port), "--token", WORKER_TOKEN, "--output-dir", str(folder / "videos"),
+         "--port", str(port), "--token", WORKER_TOKEN, "--output-dir", str(videos),
          "--log-level", "warning"],
         cwd=ROOT,
     )  # fmt: skip
@@ -62,6 +66,12 @@ def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def worker_url(tiny_model: Path) -> Iterator[str]:
+    with run_worker(tiny_model, free_port(), tiny_model.parent / "videos") as url:
+        yield url
 
 
 def overrides(*urls: str, token: str = WORKER_TOKEN) -> dict[str, dict[str, object]]:
@@ -185,3 +195,29 @@ def test_a_wrong_worker_token_is_provider_auth(
     error = failed.json()["error"]
     assert error["code"] == "provider_auth" and "token" in error["message"]
     assert "not-the-worker-token" not in failed.text
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_lost_its_queue_gets_the_job_again(tiny_model: Path) -> None:
+    """A restarted worker forgets its jobs; the provider submits again with the same id."""
+    port = free_port()
+    settings = CogVideoXSettings(
+        worker_urls=[f"http://127.0.0.1:{port}"], token=WORKER_TOKEN, **TINY
+    )
+    request = GenerationRequest(task_id="vt_lost1", prompt="a cat", duration_ms=1000, fps=8, seed=3)
+    async with httpx.AsyncClient() as http:
+        provider = CogVideoXProvider(settings, http)
+        with run_worker(tiny_model, port, tiny_model.parent / "videos-a"):
+            job = await provider.submit(request)
+        with run_worker(tiny_model, port, tiny_model.parent / "videos-b"):
+            first = await provider.poll(job)
+            assert (first.state.value, first.provider_status) == ("queued", "resubmitted")
+            for _ in range(300):
+                status = await provider.poll(job)
+                if status.state.is_terminal:
+                    break
+                await asyncio.sleep(0.1)
+            assert status.state.value == "succeeded"
+            async with provider.open_video(job, status) as stream:
+                data = b"".join([chunk async for chunk in stream])
+    assert data[4:8] == b"ftyp" and len(data) == stream.size
