@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.prompts.variants import MAX_VARIANTS
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must not be blank")
+    return value
+
+
+#: A user's prompt: 1–2000 characters, not only whitespace.
+PromptText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_not_blank)]
 
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 TaskStatusWord = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -18,7 +28,7 @@ class VideoCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=2000, description="The idea or the full prompt.")
+    prompt: PromptText = Field(description="The idea or the full prompt.")
     aspect_ratio: AspectRatio = "16:9"
     duration_ms: int = Field(5000, ge=500, le=60_000)
     fps: int = Field(24, ge=1, le=60)
@@ -53,13 +63,6 @@ class VideoCreate(BaseModel):
         max_length=MAX_VARIANTS,
         description="Styles to cycle through the variants.",
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
 
     @field_validator("image_url", "last_frame_url")
     @classmethod

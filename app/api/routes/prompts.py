@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import PromptsDep, ProvidersDep, get_principal
+from app.api.schemas import PromptText
 from app.prompts.platforms import platform_warnings
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"], dependencies=[Depends(get_principal)])
@@ -18,7 +19,7 @@ class PromptExpand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=2000, description="The short idea.")
+    prompt: PromptText = Field(description="The short idea.")
     style: str | None = Field(None, max_length=64, description="A style preset name.")
     template: str | None = Field(None, max_length=64, description="A business template name.")
     platform: str | None = Field(None, max_length=64, description="A platform preset name.")
@@ -26,13 +27,6 @@ class PromptExpand(BaseModel):
         None, max_length=32, description="Whose prompt limit applies (default: the default one)."
     )
     negative_prompt: str | None = Field(None, max_length=2000)
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
 
 
 class PlatformFields(BaseModel):
