@@ -161,7 +161,6 @@ class Pipeline:
 
         task = await self._expand(task)
         chain: list[str] = list(task.route.get("chain") or [self._providers.default])
-        last_error: AppError | None = None
         for index, name in enumerate(chain):
             provider = self._providers.get(name)
             request = build_request(task)
@@ -176,7 +175,6 @@ class Pipeline:
                     if not down or index == len(chain) - 1:
                         await self._update(task.id, provider=name, params=params)
                         raise
-                    last_error = exc
                     logger.warning("provider %s is down (%s); falling back", name, exc.code)
                     reason = (
                         f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
@@ -200,8 +198,9 @@ class Pipeline:
                 )
                 await self._finish_job(task, provider)
                 return
-        if last_error is not None:  # pragma: no cover - the loop re-raises on the last one
-            raise last_error
+        # Unreachable while the chain is non-empty (the last provider's error is raised above),
+        # but a task must never end silently.
+        raise ProviderError("no provider could take the task", retryable=False)
 
     async def _expand(self, task: Task) -> Task:
         if task.expanded_by is not None:
