@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,15 @@ class LiveGateway:
     settings: Settings
     data_dir: Path
 
+    def wait_task(self, task_id: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Long-poll the task until ``until(task)`` holds (bounded; no timing assertions)."""
+        task: dict[str, Any] = {}
+        for _ in range(200):
+            task = self.client.get(f"/v1/tasks/{task_id}", params={"wait_s": 0.2}).json()
+            if until(task):
+                return task
+        raise AssertionError(f"task never reached the expected state: {task}")
+
     def client_for(self, token: str) -> httpx.Client:
         return httpx.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
@@ -61,6 +71,15 @@ class LiveGateway:
 
 
 GatewayFactory = Callable[..., contextlib.AbstractContextManager[LiveGateway]]
+
+
+def eventually(check: Callable[[], bool], *, rounds: int = 400) -> None:
+    """Wait (bounded, 50 ms steps) for something another thread or process does."""
+    for _ in range(rounds):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the condition never held")
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def test_submit_answers_202_at_once_and_long_poll_returns_when_done(
     assert task["route_reason"] == "requested provider 'fake'"
 
     # Short long-poll: still running (the fake holds the job), with the provider's own word.
-    polled = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.5}).json()
+    polled = gateway.wait_task(task["id"], lambda t: t["provider_status"] == "cooking")
     assert polled["status"] == "running" and polled["stage"] == "generating"
     assert polled["provider_status"] == "cooking" and polled["progress"] == 40
     assert polled["provider_task_id"] == f"fake-{task['id']}"
@@ -72,7 +72,7 @@ def test_cancel_a_running_task_also_cancels_at_the_provider(
     gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     task = gateway.client.post("/v1/tasks", json={**QUICK, "provider": "fake"}).json()
-    gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+    gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
     cancelled = gateway.client.delete(f"/v1/tasks/{task['id']}")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,6 @@ def assert_rehosted(gw: LiveGateway, result: dict[str, Any], expected: bytes) ->
     assert url.startswith(f"{gw.base_url}/files/videos/"), url
     served = httpx.get(url, timeout=30)
     assert served.status_code == 200 and served.content == expected
-
-
-def wait_task(gw: LiveGateway, task_id: str, until: Any, *, rounds: int = 100) -> dict[str, Any]:
-    """Long-poll the task (bounded rounds, no timing assertions) until ``until(task)``."""
-    task: dict[str, Any] = {}
-    for _ in range(rounds):
-        task = gw.client.get(f"/v1/tasks/{task_id}", params={"wait_s": 0.2}).json()
-        if until(task):
-            return task
-        time.sleep(0.02)
-    raise AssertionError(f"task never reached the expected state: {task}")
 
 
 def test_seedance_end_to_end_rehosts_the_video(
@@ -239,9 +227,9 @@ def test_cancel_reaches_the_provider(
     overrides = {"seedance": seedance_cfg(ark_emu), "providers": {"default": "seedance"}}
     with gateway_factory(overrides) as gw:
         task = gw.client.post("/v1/tasks", json={"prompt": "a fox"}).json()
-        wait_task(gw, task["id"], lambda t: t["provider_task_id"])
+        gw.wait_task(task["id"], lambda t: t["provider_task_id"])
         assert gw.client.delete(f"/v1/tasks/{task['id']}").status_code == 200
-        final = wait_task(gw, task["id"], lambda t: t["status"] == "cancelled")
+        final = gw.wait_task(task["id"], lambda t: t["status"] == "cancelled")
     assert ark_emu.state.deletes == [final["provider_task_id"]]
 
 
@@ -253,10 +241,10 @@ def test_a_restart_resumes_polling_and_never_creates_twice(
     data_dir = tmp_path / "shared-data"
     with gateway_factory(overrides, data_dir=data_dir) as gw:
         task = gw.client.post("/v1/tasks", json={"prompt": "a fox"}).json()
-        accepted = wait_task(gw, task["id"], lambda t: t["provider_task_id"])
+        accepted = gw.wait_task(task["id"], lambda t: t["provider_task_id"])
         assert accepted["status"] == "running"
     with gateway_factory(overrides, data_dir=data_dir) as gw:
-        done = wait_task(gw, task["id"], lambda t: t["status"] in ("succeeded", "failed"))
+        done = gw.wait_task(task["id"], lambda t: t["status"] in ("succeeded", "failed"))
         assert done["status"] == "succeeded", done
         assert done["provider_task_id"] == accepted["provider_task_id"]
         assert_rehosted(gw, done, mp4_bytes)
@@ -274,9 +262,9 @@ def test_a_relay_job_lost_in_a_restart_fails_retryably_and_is_not_rerun(
     data_dir = tmp_path / "shared-data"
     with gateway_factory(overrides, data_dir=data_dir) as gw:
         task = gw.client.post("/v1/tasks", json={"prompt": "a fox"}).json()
-        wait_task(gw, task["id"], lambda t: t["provider_task_id"])
+        gw.wait_task(task["id"], lambda t: t["provider_task_id"])
     with gateway_factory(overrides, data_dir=data_dir) as gw:
-        done = wait_task(gw, task["id"], lambda t: t["status"] in ("succeeded", "failed"))
+        done = gw.wait_task(task["id"], lambda t: t["status"] in ("succeeded", "failed"))
     assert done["status"] == "failed" and done["error"]["retryable"] is True
     assert "restart" in done["error"]["message"]
     assert relay_emu.state.creates == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, eventually
 from tests.fakes import ControlledProvider
 
 BODY = {"prompt": "survive a restart", "duration_ms": 500, "fps": 4}
@@ -19,8 +19,8 @@ def test_restart_mid_task_resumes_polling_and_never_resubmits(
     data_dir = tmp_path / "shared-data"
     with gateway_factory(data_dir=data_dir, extra_providers={"fake": fake}) as first:
         task = first.client.post("/v1/tasks", json={**BODY, "provider": "fake"}).json()
-        running = first.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.5}).json()
-        assert running["status"] == "running" and running["provider_task_id"]
+        running = first.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
+        assert running["status"] == "running"
     # The first gateway is gone with its runner; the task is still running in the store.
     assert len(fake.submits) == 1
 
@@ -40,7 +40,8 @@ def test_restart_during_a_preview_render_still_ends_with_a_video(
     body = {"prompt": "long render", "duration_ms": 20_000, "fps": 30}
     with gateway_factory(data_dir=data_dir) as first:
         task = first.client.post("/v1/tasks", json=body).json()
-        first.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+        rendering = first.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
+        assert rendering["status"] == "running"  # stopped mid-render
     with gateway_factory(data_dir=data_dir) as second:
         done = second.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 60}).json()
         assert done["status"] == "succeeded", done
@@ -55,12 +56,10 @@ def test_a_task_that_keeps_getting_interrupted_fails_with_a_reason(
     overrides = {"queue": {"max_attempts": 2}}
     with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
         task = gateway.client.post("/v1/tasks", json={**BODY, "provider": "fake"}).json()
-        gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
-    for _ in range(2):
-        with gateway_factory(
-            overrides, data_dir=data_dir, extra_providers={"fake": fake}
-        ) as gateway:
-            gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 0.3})
+        gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
+    for restart in range(1, 3):
+        with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}):
+            eventually(lambda: len(fake.resumed) == restart)
     with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
         ended = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 5}).json()
     assert ended["status"] == "failed"
