@@ -330,6 +330,9 @@ class QueueSettings(Section):
     backend: Literal["local"] = "local"
     concurrency: dict[str, int] = Field(default_factory=dict)
     max_attempts: int = Field(3, ge=1, le=20)
+    # A task's lease: renewed every lease_s/3 while a process works on it; when a process dies,
+    # another one sharing the store takes its tasks over once their leases run out.
+    lease_s: float = Field(30.0, ge=0.5, le=3600)
 
     @field_validator("concurrency", mode="before")
     @classmethod

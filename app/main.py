@@ -111,7 +111,7 @@ def create_app(
                 nudges=nudges,
                 on_terminal=on_terminal,
             )
-            runner = LocalRunner(pipeline, store, nudges)
+            runner = LocalRunner(pipeline, store, nudges, lease_s=settings.queue.lease_s)
             service = TaskService(
                 settings=settings,
                 store=store,

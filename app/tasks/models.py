@@ -66,6 +66,9 @@ class Task:
     request_hash: str | None = None
     group_id: str | None = None
     attempts: int = 0
+    # Which gateway process works on the task, and until when (renewed while it runs).
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None

@@ -122,6 +122,8 @@ class TaskService:
             idempotency_key=idempotency_key,
             request_hash=request_hash(body),
             group_id=group_id,
+            lease_owner=self._runner.instance_id,
+            lease_until=self._runner.lease_until(),
         )
         stored, created = await self._store.create(task)
         if created:

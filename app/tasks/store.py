@@ -55,6 +55,8 @@ tasks_table = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("group_id", sa.String(40), index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.DateTime(timezone=True), index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -75,7 +77,7 @@ def _row_to_task(row: sa.Row[Any]) -> Task:
     data = dict(row._mapping)
     data["status"] = TaskStatus(data["status"])
     data["stage"] = TaskStage(data["stage"]) if data["stage"] else None
-    for name in ("created_at", "updated_at", "finished_at"):
+    for name in ("created_at", "updated_at", "finished_at", "lease_until"):
         data[name] = _utc(data[name])
     return Task(**data)
 
@@ -155,7 +157,17 @@ class TaskStore:
             raise UnavailableError("the task store is unavailable") from exc
 
     async def init(self) -> None:
-        await self._run(lambda: metadata.create_all(self._engine))
+        def create() -> None:
+            metadata.create_all(self._engine)
+            # Stores made before task leases existed gain the two columns.
+            present = {c["name"] for c in sa.inspect(self._engine).get_columns("vgw_tasks")}
+            with self._write() as conn:
+                for name in ("lease_owner", "lease_until"):
+                    if name not in present:
+                        kind = tasks_table.c[name].type.compile(dialect=self._engine.dialect)
+                        conn.execute(sa.text(f"ALTER TABLE vgw_tasks ADD COLUMN {name} {kind}"))
+
+        await self._run(create)
 
     async def check(self) -> None:
         def ping() -> None:
@@ -244,6 +256,74 @@ class TaskStore:
                 return [_row_to_task(row) for row in conn.execute(query)]
 
         return await self._run(select)
+
+    async def claim_orphans(self, owner: str, *, lease_s: float) -> list[Task]:
+        """Take over unfinished tasks that no live process holds (no lease, or it ran out).
+
+        Each claim is its own guarded UPDATE, so two processes never claim the same task.
+        """
+
+        def claim() -> list[Task]:
+            now = utcnow()
+            orphaned = sa.or_(tasks_table.c.lease_until.is_(None), tasks_table.c.lease_until < now)
+            live = tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES])
+            claimed = []
+            with self._engine.connect() as conn:
+                ids = [
+                    row.id
+                    for row in conn.execute(
+                        sa.select(tasks_table.c.id)
+                        .where(live, orphaned)
+                        .order_by(tasks_table.c.created_at)
+                    )
+                ]
+            for task_id in ids:
+                with self._write() as conn:
+                    row = conn.execute(
+                        tasks_table.update()
+                        .where(tasks_table.c.id == task_id, live, orphaned)
+                        .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
+                        .returning(*tasks_table.c)
+                    ).first()
+                if row is not None:
+                    claimed.append(_row_to_task(row))
+            return claimed
+
+        return await self._run(claim)
+
+    async def renew_leases(self, owner: str, task_ids: list[str], *, lease_s: float) -> set[str]:
+        """Extend ``owner``'s leases; return the ids it still holds on unfinished tasks."""
+        if not task_ids:
+            return set()
+
+        def renew() -> set[str]:
+            with self._write() as conn:
+                rows = conn.execute(
+                    tasks_table.update()
+                    .where(
+                        tasks_table.c.id.in_(task_ids),
+                        tasks_table.c.lease_owner == owner,
+                        tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES]),
+                    )
+                    .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
+                    .returning(tasks_table.c.id)
+                )
+                return {row.id for row in rows}
+
+        return await self._run(renew)
+
+    async def release_leases(self, owner: str) -> None:
+        """Hand ``owner``'s unfinished tasks to whichever process claims them next."""
+
+        def release() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    tasks_table.update()
+                    .where(tasks_table.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+
+        await self._run(release)
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:

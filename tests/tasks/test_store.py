@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from app.errors import ConflictError
 from app.tasks.models import Task, TaskStage, TaskStatus
 from app.tasks.store import TaskStore
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    name = f"vgw_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,3 +76,37 @@ async def test_unfinished_and_listing(store: TaskStore) -> None:
     assert b.id in unfinished and a.id not in unfinished
     assert [t.id for t in await store.list_for(owner=owner)] == [b.id, a.id]
     assert [t.id for t in await store.list_for(owner=owner, status=TaskStatus.SUCCEEDED)] == [a.id]
+
+
+async def test_a_store_from_before_task_leases_gains_the_columns(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from app.tasks.store import metadata
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:  # back to the table as it was before leases
+        conn.execute(sa.text("DROP INDEX ix_vgw_tasks_lease_until"))
+        conn.execute(sa.text("ALTER TABLE vgw_tasks DROP COLUMN lease_until"))
+        conn.execute(sa.text("ALTER TABLE vgw_tasks DROP COLUMN lease_owner"))
+    engine.dispose()
+
+    store = TaskStore.from_url(url)
+    await store.init()
+    task, created = await store.create(make_task(lease_owner="me"))
+    assert created
+    [claimed] = await store.claim_orphans("someone", lease_s=30)
+    assert claimed.id == task.id and claimed.lease_owner == "someone"
+    await store.aclose()
+
+
+async def test_leases_decide_who_works_on_a_task(store: TaskStore) -> None:
+    task, _ = await store.create(make_task())
+    mine = [t.id for t in await store.claim_orphans("proc-a", lease_s=30)]
+    assert task.id in mine
+    assert task.id not in [t.id for t in await store.claim_orphans("proc-b", lease_s=30)]
+    assert await store.renew_leases("proc-b", [task.id], lease_s=30) == set()
+    assert await store.renew_leases("proc-a", [task.id], lease_s=30) == {task.id}
+    await store.release_leases("proc-a")
+    assert task.id in [t.id for t in await store.claim_orphans("proc-b", lease_s=30)]
