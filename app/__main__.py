@@ -1,4 +1,5 @@
-"""Command line: ``python -m app serve`` (default) and ``python -m app storage lifecycle``."""
+"""Command line: ``python -m app serve`` (default), ``db upgrade|current``,
+``webhooks secret`` and ``storage lifecycle``."""
 
 from __future__ import annotations
 
@@ -59,6 +60,52 @@ def storage_lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def db_upgrade(args: argparse.Namespace) -> int:
+    from app.db.migrate import upgrade
+
+    settings = _load(args)
+    before, after = upgrade(settings.database_url())
+    if before == after:
+        print(f"database schema is up to date ({after})")
+    else:
+        print(f"database schema upgraded: {before or 'empty'} -> {after}")
+    return 0
+
+
+def db_current(args: argparse.Namespace) -> int:
+    from app.db.migrate import current_revision, head_revision
+
+    settings = _load(args)
+    current, head = current_revision(settings.database_url()), head_revision()
+    print(f"current: {current or 'empty'}; newest: {head}")
+    return 0 if current == head else 1
+
+
+def webhooks_secret(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.db.migrate import upgrade
+    from app.tasks.outbox import resolve_secret
+    from app.tasks.store import TaskStore
+
+    settings = _load(args)
+    configured = settings.webhooks.secret
+
+    async def read() -> str:
+        store = TaskStore.from_url(settings.database_url())
+        try:
+            return await resolve_secret(
+                store, configured.get_secret_value() if configured else None
+            )
+        finally:
+            await store.aclose()
+
+    upgrade(settings.database_url())
+    # Printed on request only: receivers need it to verify the webhook-signature header.
+    print(asyncio.run(read()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Dify Video Gateway")
     parser.add_argument("--config", help="config.ini path (default: $VGW_CONFIG or ./config.ini)")
@@ -69,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host")
     serve_cmd.add_argument("--port", type=int)
     serve_cmd.set_defaults(func=serve)
+
+    db_cmd = commands.add_parser("db", help="the task database's schema")
+    db_sub = db_cmd.add_subparsers(dest="db_command", required=True)
+    for name, func, text in (
+        ("upgrade", db_upgrade, "apply the schema migrations (also done at start-up)"),
+        ("current", db_current, "show the schema revision; exit 1 if not the newest"),
+    ):
+        sub = db_sub.add_parser(name, help=text)
+        sub.add_argument("--config", help=argparse.SUPPRESS)
+        sub.set_defaults(func=func)
+
+    hooks_cmd = commands.add_parser("webhooks", help="completion callbacks")
+    hooks_sub = hooks_cmd.add_subparsers(dest="webhooks_command", required=True)
+    secret_cmd = hooks_sub.add_parser(
+        "secret", help="print the key webhook-signature headers are made with"
+    )
+    secret_cmd.add_argument("--config", help=argparse.SUPPRESS)
+    secret_cmd.set_defaults(func=webhooks_secret)
 
     storage_cmd = commands.add_parser("storage", help="object storage maintenance")
     storage_sub = storage_cmd.add_subparsers(dest="storage_command", required=True)

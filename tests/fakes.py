@@ -53,6 +53,9 @@ class ControlledProvider:
             raise self.submit_error
         return f"{self.name}-{request.task_id}"
 
+    async def find_job(self, request: GenerationRequest, **_: Any) -> str | None:
+        return None
+
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         self.resumed.append(provider_task_id)
 

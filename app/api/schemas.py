@@ -5,7 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from app.prompts.variants import MAX_VARIANTS
 
@@ -48,7 +55,14 @@ class VideoCreate(BaseModel):
         max_length=10_000_000,
         description="Last frame; needs image_url too (first+last frame).",
     )
-    callback_url: str | None = Field(None, max_length=2000)
+    callback_url: str | None = Field(
+        None, max_length=2000, description="Gets a signed POST (Standard Webhooks) per event."
+    )
+    callback_events: list[Literal["succeeded", "failed", "cancelled", "progress"]] | None = Field(
+        None,
+        min_length=1,
+        description="Events sent to callback_url (default: succeeded, failed, cancelled).",
+    )
     options: dict[str, Any] | None = Field(
         None,
         description="Provider-specific extras, e.g. Seedance camera_fixed, watermark, "
@@ -77,6 +91,12 @@ class VideoCreate(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> VideoCreate:
+        if self.callback_events and not self.callback_url:
+            raise ValueError("callback_events needs callback_url")
+        return self
 
     @field_validator("metadata")
     @classmethod

@@ -4,6 +4,7 @@ A task's life at a provider::
 
     plan(request)  -> the effective parameters (validated; stored in the task's ``params``)
     submit(request) -> provider task id        (stored at once: a restart never submits twice)
+    find_job(request, since=…) -> id | None    (a create whose answer was lost: find the job)
     resume(id, request)                        (after a restart, before polling again)
     poll(id)       -> JobStatus               (repeated, adaptive interval, until terminal)
     open_video(id, status) -> a byte stream    (relayed into the gateway's storage)
@@ -12,12 +13,20 @@ A task's life at a provider::
 Adapters translate every vendor failure into ``app.errors`` kinds at their boundary:
 ``ProviderError(retryable=True)`` for 429/5xx/timeouts, ``ContentRejectedError`` /
 ``ValidationError`` for moderation and bad parameters, ``ProviderAuthError`` for credentials.
+
+Submits are paid: an adapter re-sends a create only when the provider surely did not take it
+(``app.providers.http.send(creates=True)``) and raises ``ProviderOutcomeUnknownError`` when the
+answer was lost. The pipeline then never re-sends and never falls back; it asks ``find_job``
+for up to ``capabilities.find_window_s`` (0: the provider has no way to find it, the task
+fails). A provider whose submit is idempotent on our task id (``idempotent_submit``) is simply
+asked again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,6 +94,10 @@ class Capabilities:
     max_prompt_chars: int = 2000
     max_concurrency: int = 4
     aspect_ratios: frozenset[str] = frozenset(ASPECT_RATIOS)
+    # Submitting the same task id twice makes one job (re-sending after a lost answer is safe).
+    idempotent_submit: bool = False
+    # How long ``find_job`` may look for a job whose create answer was lost (0: it cannot).
+    find_window_s: float = 0.0
 
 
 class VideoProvider(Protocol):
@@ -109,6 +122,18 @@ class VideoProvider(Protocol):
         self, provider_task_id: str, status: JobStatus
     ) -> AbstractAsyncContextManager[VideoStream]:
         """Open the finished video as a stream (bounded memory; never the whole body)."""
+        ...
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """The job a create for ``request`` (sent at ``since``, answer lost) made, when it can be
+        told apart from every other job beyond doubt; ``is_known(id)`` says whether another task
+        already holds a job. None when there is no such job (yet) or the match is ambiguous."""
         ...
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:

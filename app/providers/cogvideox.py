@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,9 @@ class CogVideoXProvider:
             negative_prompt=True,
             max_prompt_chars=1000,  # the 1.0 models read at most 226 tokens
             max_concurrency=max(1, len(self._workers)) * 4,
+            # Workers dedupe on our task id; find_job asks every worker first after a restart.
+            idempotent_submit=True,
+            find_window_s=1.0,
         )
         self.deadline_s = settings.deadline_s
 
@@ -211,6 +215,28 @@ class CogVideoXProvider:
         )
         if response.status_code != 202:
             raise self._error(response)
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """Ask every worker whether it already has our task id (a submit cut short by a
+        restart): submitting again could land on another worker and run it twice."""
+        for key, url in self._workers.items():
+            try:
+                response = await self._http.get(
+                    f"{url}/api/v1/status/{request.task_id}",
+                    headers=self._headers,
+                    timeout=self._timeout,
+                )
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200:
+                return f"{key}:{request.task_id}"
+        return None
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         self._requests[request.task_id] = request

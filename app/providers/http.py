@@ -7,6 +7,12 @@ the last response, so the adapter can translate the vendor's error body; a trans
 after the last attempt becomes ``ProviderError(retryable=True)`` (``ProviderTimeoutError`` is
 reserved for the task deadline). A request is rebuilt for every attempt because signed requests
 carry the time (Volcengine V4).
+
+A *create* (``creates=True``: a call that starts a paid job) is re-sent only when the provider
+surely did not take it: the connection was never made, or it answered with an error status (an
+answer that came back is not a job that was created). After a read timeout, a dropped
+connection or any other failure once the request may have arrived, the outcome is unknown:
+:class:`~app.errors.ProviderOutcomeUnknownError` at once, no retry.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from app.errors import ProviderError
+from app.errors import ProviderError, ProviderOutcomeUnknownError
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +83,13 @@ def should_retry_header(response: httpx.Response) -> bool | None:
     return bool(value.strip().lower() == "true")
 
 
-def _transport_retryable(exc: httpx.TransportError, policy: RetryPolicy) -> bool:
-    if policy.transport == "all":
-        return True
+def never_connected(exc: httpx.TransportError) -> bool:
+    """The request surely never reached the server (safe to re-send anything)."""
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _transport_retryable(exc: httpx.TransportError, policy: RetryPolicy) -> bool:
+    return policy.transport == "all" or never_connected(exc)
 
 
 def describe_transport_error(exc: httpx.TransportError) -> str:
@@ -96,10 +105,13 @@ async def send(
     policy: RetryPolicy,
     retry_if: Callable[[httpx.Response], bool] | None = None,
     sleep: Sleep = asyncio.sleep,
+    creates: bool = False,
 ) -> httpx.Response:
     """Send ``build()`` with retries; return the final (read) response.
 
-    Raises ``ProviderError(retryable=True)`` when every attempt failed at the transport level.
+    Raises ``ProviderError(retryable=True)`` when every attempt failed at the transport level
+    without reaching the provider, and ``ProviderOutcomeUnknownError`` when a create may have
+    reached it but its answer was lost.
     """
     attempt = 0
     while True:
@@ -107,6 +119,12 @@ async def send(
         try:
             response = await http.send(request)
         except httpx.TransportError as exc:
+            if creates and not never_connected(exc):
+                raise ProviderOutcomeUnknownError(
+                    f"{provider}: the answer to {request.method} {request.url.path} was lost "
+                    f"({describe_transport_error(exc)}); the job may exist at the provider",
+                    provider=provider,
+                ) from exc
             retryable = _transport_retryable(exc, policy)
             if not retryable or attempt + 1 >= policy.attempts:
                 raise ProviderError(

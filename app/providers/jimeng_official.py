@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from app.errors import (
     ContentRejectedError,
     ProviderAuthError,
     ProviderError,
+    ProviderOutcomeUnknownError,
     ProviderTimeoutError,
     UnavailableError,
     ValidationError,
@@ -68,6 +69,20 @@ _STATES: dict[str, JobState] = {
     "not_found": JobState.FAILED,
     "expired": JobState.FAILED,
 }
+
+
+def _readable_submit(body: Any) -> bool:
+    """A submit answer we can act on: an error, or success with a task id."""
+    if not isinstance(body, dict):
+        return False
+    if _gateway_error(body) is not None:
+        return True
+    if "code" not in body:
+        return False
+    if body.get("code") != OK:
+        return True
+    data = body.get("data")
+    return isinstance(data, dict) and isinstance(data.get("task_id"), str) and bool(data["task_id"])
 
 
 def _json(response: httpx.Response) -> Any:
@@ -192,16 +207,28 @@ class JimengOfficialProvider:
 
         return build
 
-    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One API call; returns ``data`` on code 10000, raises the translated error otherwise."""
+    async def _call(
+        self, action: str, payload: dict[str, Any], *, creates: bool = False
+    ) -> dict[str, Any]:
+        """One API call; returns ``data`` on code 10000, raises the translated error otherwise.
+
+        For a create, a 2xx answer we cannot read is a lost answer: the job may exist.
+        """
         response = await send(
             self._http,
             self._builder(action, payload),
             provider=NAME,
             policy=self._policy,
             retry_if=_retry_if,
+            creates=creates,
         )
         body = _json(response)
+        if creates and response.is_success and not _readable_submit(body):
+            raise ProviderOutcomeUnknownError(
+                f"jimeng: the answer to a submit could not be read (HTTP "
+                f"{response.status_code}); the job may exist at the provider",
+                provider=NAME,
+            )
         error = self._error(response, body)
         if error is not None:
             raise error
@@ -292,10 +319,8 @@ class JimengOfficialProvider:
             payload["image_urls"] = [
                 url for url in (request.image_url, request.last_frame_url) if url
             ]
-        data = await self._call(SUBMIT, payload)
-        task_id = data.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError("jimeng: submit answered without a task_id", provider=NAME)
+        data = await self._call(SUBMIT, payload, creates=True)
+        task_id = str(data["task_id"])  # checked by _readable_submit
         log.info("jimeng task submitted", extra={"task_id": request.task_id, "provider": NAME})
         return f"{params['req_key']}:{task_id}"
 
@@ -365,6 +390,16 @@ class JimengOfficialProvider:
         if not status.video_url:
             raise ProviderError(f"jimeng: task {provider_task_id} has no video URL", provider=NAME)
         return open_url_stream(self._http, status.video_url, provider=NAME)
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """The visual API cannot list jobs: a lost submit answer cannot be reconciled."""
+        return None
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         """The job lives at the visual API; polling it again is all a restart needs."""

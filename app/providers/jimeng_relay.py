@@ -9,18 +9,22 @@ background asyncio task in this process and returns a synthetic id ``relay-<task
 :meth:`poll` reports that job. The call waits at most ``[jimeng] relay_timeout_s`` (default
 1500 s) for the answer.
 
-After a gateway restart the job is gone (the relay connection closed with the old process and
-the relay has nothing to resume). :meth:`poll` then reports FAILED with a retryable
-``provider_error`` saying so — deliberately not re-running it, because the relay may already
-have spent the account's credits on the lost generation and the gateway promises never to
-submit a task twice. The client (or Dify's retry) creates a new task if it wants one.
+The call is a paid create with no way to find its job again, so it is sent once: re-sent only
+when the connection was never made or the relay answered 429. When the answer is lost (read
+timeout past ``relay_timeout_s``, a dropped connection, an answer without a video), and after a
+gateway restart (the connection closed with the old process and the relay has nothing to
+resume), the task fails with ``502 provider_outcome_unknown``, naming the time, so an operator
+can check the relay's account — deliberately not re-running it, because the gateway promises
+never to pay for a task twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,7 +36,7 @@ from app.errors import (
     ContentRejectedError,
     ProviderAuthError,
     ProviderError,
-    ProviderTimeoutError,
+    ProviderOutcomeUnknownError,
     UnavailableError,
     ValidationError,
 )
@@ -216,17 +220,16 @@ class JimengRelayProvider:
                 "POST", url, json=body, headers=headers, timeout=self._timeout
             )
 
+        sent_at = dt.datetime.now(dt.UTC)
         try:
-            response = await send(self._http, build, provider=NAME, policy=self._policy)
-        except ProviderError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, httpx.ReadTimeout):
-                raise ProviderTimeoutError(
-                    f"jimeng relay did not answer within relay_timeout_s="
-                    f"{self._settings.relay_timeout_s:g}s",
-                    provider=NAME,
-                ) from exc
-            raise
+            response = await send(
+                self._http, build, provider=NAME, policy=self._policy, creates=True
+            )
+        except ProviderOutcomeUnknownError as exc:
+            why = exc.message
+            if isinstance(exc.__cause__, httpx.ReadTimeout):
+                why = f"no answer within relay_timeout_s={self._settings.relay_timeout_s:g}s"
+            raise self._lost(sent_at, why) from exc
         if response.status_code in (401, 403):
             raise ProviderAuthError(
                 f"jimeng relay refused the session id (HTTP {response.status_code})",
@@ -235,6 +238,8 @@ class JimengRelayProvider:
         try:
             data = response.json()
         except ValueError as exc:
+            if response.is_success:
+                raise self._lost(sent_at, "the answer was not JSON") from exc
             raise ProviderError(
                 f"jimeng relay: unexpected answer (HTTP {response.status_code}, not JSON)",
                 provider=NAME,
@@ -252,10 +257,16 @@ class JimengRelayProvider:
         first = items[0] if isinstance(items, list) and items else None
         video_url = first.get("url") if isinstance(first, dict) else None
         if not isinstance(video_url, str) or not video_url:
-            raise ProviderError(
-                "jimeng relay: answer without a video url", provider=NAME, retryable=True
-            )
+            raise self._lost(sent_at, "the answer had no video url")
         return video_url
+
+    def _lost(self, sent_at: dt.datetime, why: str) -> ProviderOutcomeUnknownError:
+        return ProviderOutcomeUnknownError(
+            f"jimeng relay: the generation sent at {sent_at:%Y-%m-%d %H:%M:%S} UTC got no usable "
+            f"answer ({why}); the relay may have made and charged for the video — check its "
+            "account before creating the task again",
+            provider=NAME,
+        )
 
     async def poll(self, provider_task_id: str) -> JobStatus:
         job = self._jobs.get(provider_task_id)
@@ -263,12 +274,12 @@ class JimengRelayProvider:
             return JobStatus(
                 state=JobState.FAILED,
                 provider_status="lost",
-                error=ProviderError(
+                error=ProviderOutcomeUnknownError(
                     "jimeng relay: this generation was lost when the gateway restarted (the "
                     "relay answers one blocking call and has no task id to resume); it was not "
-                    "re-submitted to avoid paying twice — create the task again",
+                    "re-submitted to avoid paying twice — the relay may still have made it, "
+                    "check its account before creating the task again",
                     provider=NAME,
-                    retryable=True,
                 ),
             )
         if job.finished_at is None:
@@ -287,6 +298,16 @@ class JimengRelayProvider:
         if not status.video_url:
             raise ProviderError(f"jimeng: job {provider_task_id} has no video URL", provider=NAME)
         return open_url_stream(self._http, status.video_url, provider=NAME)
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """The relay has no job ids at all: a lost answer cannot be reconciled."""
+        return None
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         """Nothing to re-attach: the blocking call died with the old process.

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import math
 import subprocess
 import textwrap
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ class PreviewProvider:
             negative_prompt=False,
             max_prompt_chars=2000,
             max_concurrency=concurrency,
+            idempotent_submit=True,
         )
         self._out_dir = out_dir
         self._short_side = short_side
@@ -153,6 +155,16 @@ class PreviewProvider:
                 ),
             )
         return JobStatus(state=JobState.SUCCEEDED, provider_status="rendered", progress=100)
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """Rendering is local and free: a lost submit is simply submitted again."""
+        return None
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         # Render state is in-process only; keep the request so poll() can render again.

@@ -15,14 +15,24 @@ Parameter mapping (also stored in the task's ``params`` by :meth:`SeedanceProvid
 * ``image_url`` → first frame; ``last_frame_url`` (needs ``image_url``) → last frame.
 * ``options.camera_fixed`` / ``options.watermark`` override ``[seedance]`` defaults.
 * fps is always 24 (the only value the models accept).
+* ``seed``: the request's; when it has none, a seed derived from the gateway task id. Ark echoes
+  the seed in its task list, which is what lets :meth:`SeedanceProvider.find_job` tell a job
+  whose create answer was lost from every other job.
+
+Paying once: a create is re-sent only when Ark surely did not take it (no connection, or an
+error answer). When the answer is lost, the job is adopted from its callback (the callback URL
+carries our task id, see ``app/api/routes/callbacks.py``) or from Ark's task list when exactly
+one recent job matches (model, seed, ratio, duration, resolution); the task fails with
+``provider_outcome_unknown`` when neither finds it within ``[seedance] adopt_window_s``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Self
 
@@ -33,6 +43,7 @@ from app.errors import (
     ContentRejectedError,
     ProviderAuthError,
     ProviderError,
+    ProviderOutcomeUnknownError,
     ProviderTimeoutError,
     UnavailableError,
     ValidationError,
@@ -68,6 +79,16 @@ _STATES: dict[str, JobState] = {
     "expired": JobState.FAILED,
 }
 _AUTH_STATUSES = (401, 403)
+# Ark's list API: page_size is at most 500; how far back find_job reads, and the clock skew
+# allowed between our submit time and Ark's created_at.
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 5
+FIND_SKEW_S = 120
+
+
+def task_seed(task_id: str) -> int:
+    """A seed of our own for a request without one: stable per task, spread over Ark's range."""
+    return int.from_bytes(hashlib.sha256(f"seedance-seed:{task_id}".encode()).digest()[:4], "big")
 
 
 def nearest_duration(duration_ms: int, allowed: list[int]) -> int:
@@ -135,6 +156,7 @@ class SeedanceProvider:
             max_prompt_chars=500,  # Ark advises at most 500 characters
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
+            find_window_s=settings.adopt_window_s,
         )
 
     @classmethod
@@ -178,6 +200,7 @@ class SeedanceProvider:
         duration_s = nearest_duration(request.duration_ms, self._settings.durations)
         camera_fixed = opts.get("camera_fixed", self._settings.camera_fixed)
         watermark = opts.get("watermark", self._settings.watermark)
+        seed = request.seed if request.seed is not None else task_seed(request.task_id)
         return {
             "model": model,
             "mode": mode,
@@ -187,7 +210,10 @@ class SeedanceProvider:
             "duration_ms": duration_s * 1000,
             "duration_rule": "nearest of [seedance] durations, halves up",
             "fps": FPS,
-            "seed": request.seed,
+            "seed": seed,
+            "seed_rule": "the request's"
+            if request.seed is not None
+            else "derived from the task id",
             "camera_fixed": None if camera_fixed is None else bool(camera_fixed),
             "watermark": bool(watermark),
             "service_tier": self._settings.service_tier,
@@ -253,13 +279,14 @@ class SeedanceProvider:
         return build
 
     async def _call(
-        self, method: str, path: str, *, json: Any = None, params: Any = None
+        self, method: str, path: str, *, json: Any = None, params: Any = None, creates: bool = False
     ) -> httpx.Response:
         return await send(
             self._http,
             self._builder(method, path, json=json, params=params),
             provider=NAME,
             policy=self._policy,
+            creates=creates,
         )
 
     def _scrub(self, text: str) -> str:
@@ -317,13 +344,19 @@ class SeedanceProvider:
     async def submit(self, request: GenerationRequest) -> str:
         params = self.plan(request)
         body = self._create_body(request, params)
-        response = await self._call("POST", "/contents/generations/tasks", json=body)
+        response = await self._call("POST", "/contents/generations/tasks", json=body, creates=True)
         if response.status_code >= 400:
             raise self._error(response, creating=True)
         data = _json(response)
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
-            raise self._garbage(response, "create")
+            # A success we cannot read is a lost answer: the job may well exist.
+            raise ProviderOutcomeUnknownError(
+                f"seedance: the create answer could not be read (HTTP {response.status_code}, "
+                f"{response.headers.get('content-type', 'no content-type')}); "
+                "the job may exist at Ark",
+                provider=NAME,
+            )
         log.info("seedance task created", extra={"task_id": request.task_id, "provider": NAME})
         return task_id
 
@@ -384,6 +417,59 @@ class SeedanceProvider:
                 f"seedance: task {provider_task_id} has no video URL", provider=NAME
             )
         return open_url_stream(self._http, status.video_url, provider=NAME)
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        """Read Ark's recent jobs; adopt the one that matches this request beyond doubt."""
+        params = self.plan(request)
+        want = {"model": params["model"], "seed": params["seed"], "duration": params["duration_s"]}
+        if params["ratio"] != "adaptive":  # Ark reports the ratio it chose
+            want["ratio"] = params["ratio"]
+        earliest = since.timestamp() - FIND_SKEW_S
+        candidates: list[str] = []
+        for page in range(1, LIST_MAX_PAGES + 1):
+            response = await self._call(
+                "GET",
+                "/contents/generations/tasks",
+                params={"page_num": page, "page_size": LIST_PAGE_SIZE},
+            )
+            if response.status_code >= 400:
+                raise self._error(response, creating=False)
+            data = _json(response)
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise self._garbage(response, "list")
+            older = False
+            for item in items:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue
+                created = item.get("created_at")
+                if isinstance(created, int | float) and created < earliest:
+                    older = True
+                    continue
+                if any(item.get(key) != value for key, value in want.items()):
+                    continue
+                if params["resolution"] and item.get("resolution") != params["resolution"]:
+                    continue
+                if not await is_known(item["id"]):
+                    candidates.append(item["id"])
+            if older or len(items) < LIST_PAGE_SIZE:
+                break
+        if len(candidates) == 1:
+            log.info("seedance: adopted a job from the task list", extra={"provider": NAME})
+            return candidates[0]
+        if candidates:
+            log.warning(
+                "seedance: %d jobs match a lost create; adopting none",
+                len(candidates),
+                extra={"provider": NAME},
+            )
+        return None
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         """The job lives at Ark; polling it again is all a restart needs."""

@@ -69,6 +69,8 @@ class Task:
     # Which gateway process works on the task, and until when (renewed while it runs).
     lease_owner: str | None = None
     lease_until: dt.datetime | None = None
+    # When the provider submit began: a submit whose answer was lost is reconciled from here.
+    submit_started_at: dt.datetime | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None

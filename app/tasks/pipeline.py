@@ -18,11 +18,10 @@ from typing import Any
 from app.config import Settings
 from app.errors import (
     AppError,
-    ContentRejectedError,
     ProviderAuthError,
     ProviderError,
+    ProviderOutcomeUnknownError,
     ProviderTimeoutError,
-    ValidationError,
     error_from_dict,
 )
 from app.prompts.service import PromptService
@@ -39,10 +38,7 @@ POLL_FIRST_S = 0.5
 POLL_MAX_S = 10.0
 POLL_GROWTH = 1.5
 RELAY_ATTEMPTS = 3
-
-
-class TaskCancelledError(Exception):
-    """The task was cancelled while the pipeline worked on it."""
+FIND_EVERY_S = 5.0
 
 
 def build_request(task: Task) -> GenerationRequest:
@@ -86,6 +82,26 @@ class ProviderSlots:
         return self._slots[name]
 
 
+class _Stop(Exception):  # noqa: N818 (a signal, not an error)
+    """The pipeline must stop working on a task; nothing to record."""
+
+
+class TaskCancelledError(_Stop):
+    """The task ended while the pipeline worked on it (cancelled, or finished elsewhere)."""
+
+
+class LeaseLostError(_Stop):
+    """Another process holds the task now (this one stalled or lost the database)."""
+
+
+#: ``provider_status`` words of a task whose submit may have created a job we know nothing of.
+SUBMITTING = "submitting"
+OUTCOME_UNKNOWN = "outcome_unknown"
+#: ``provider_status`` of a cancelled task once its job's cancel was sent.
+CANCEL_REQUESTED, CANCEL_FAILED = "cancel requested", "cancel failed"
+CANCEL_NOTES = frozenset({CANCEL_REQUESTED, CANCEL_FAILED})
+
+
 class Pipeline:
     def __init__(
         self,
@@ -97,6 +113,7 @@ class Pipeline:
         prompts: PromptService,
         changes: Signals[Task],
         nudges: Signals[None],
+        instance_id: str,
         on_terminal: Callable[[Task], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
@@ -106,13 +123,18 @@ class Pipeline:
         self._prompts = prompts
         self._changes = changes
         self._nudges = nudges
+        self._me = instance_id
         self._on_terminal = on_terminal
         self.slots = ProviderSlots(providers, settings.queue.concurrency)
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
-        updated = await self._store.update(task_id, **changes)
+        """A fenced write: only while this process holds the task's lease."""
+        updated = await self._store.update(task_id, fence=self._me, **changes)
         if updated is None:
-            raise TaskCancelledError(task_id)
+            current = await self._store.get(task_id)
+            if current is None or current.status.is_terminal:
+                raise TaskCancelledError(task_id)
+            raise LeaseLostError(task_id)
         if updated.status.is_terminal:
             self._changes.fire(task_id, updated)  # waiters only care about the end
             if self._on_terminal is not None:
@@ -120,26 +142,31 @@ class Pipeline:
         return updated
 
     async def run(self, task: Task, *, resumed: bool = False) -> None:
-        """Take ``task`` (as stored when it was created or found unfinished) to its end."""
+        """Take ``task`` (as stored when it was created or claimed) to its end."""
         task_id = task.id
         if task.status.is_terminal:
             return
         try:
-            if resumed:
-                if task.attempts >= self._settings.queue.max_attempts:
-                    raise ProviderError(
-                        f"gave up after {task.attempts} interrupted attempts", retryable=False
-                    )
-                task = await self._update(task.id, attempts=task.attempts + 1)
-            await self._run(task, resumed=resumed)
+            if resumed and task.attempts > self._settings.queue.max_attempts:
+                raise ProviderError(
+                    f"gave up after {task.attempts} interrupted attempts", retryable=False
+                )
+            await self._run(task)
         except TaskCancelledError:
-            logger.info("task %s was cancelled", task_id)
+            logger.info("task %s ended elsewhere (cancelled)", task_id, extra={"task_id": task_id})
+            await self._cancel_recorded_job(task_id)
+        except LeaseLostError:
+            logger.warning(
+                "task %s: another process holds it now; stopping here",
+                task_id,
+                extra={"task_id": task_id},
+            )
         except AppError as exc:
             await self._fail(task_id, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("task %s failed unexpectedly", task_id)
+            logger.exception("task %s failed unexpectedly", task_id, extra={"task_id": task_id})
             await self._fail(
                 task_id, ProviderError("internal error while processing the task", retryable=False)
             )
@@ -147,15 +174,39 @@ class Pipeline:
             self._nudges.discard(task_id)
 
     async def _fail(self, task_id: str, exc: AppError) -> None:
-        logger.info("task %s failed: %s (%s)", task_id, exc.message, exc.code)
-        with contextlib.suppress(TaskCancelledError):
+        logger.info(
+            "task %s failed: %s (%s)", task_id, exc.message, exc.code, extra={"task_id": task_id}
+        )
+        with contextlib.suppress(_Stop):
             await self._update(task_id, status=TaskStatus.FAILED, error=exc.to_dict())
 
-    async def _run(self, task: Task, *, resumed: bool) -> None:
-        if task.provider_task_id and task.provider:
+    async def _cancel_recorded_job(self, task_id: str) -> None:
+        """A task cancelled while its job was being submitted: cancel the job too."""
+        task = await self._store.get(task_id)
+        if (
+            task is None
+            or task.status is not TaskStatus.CANCELLED
+            or not task.provider_task_id
+            or not task.provider
+            or task.provider not in self._providers
+            or task.provider_status in CANCEL_NOTES  # whoever cancelled it did so already
+        ):
+            return
+        await cancel_job(self._store, self._providers.get(task.provider), task)
+
+    async def _run(self, task: Task) -> None:
+        if task.provider and task.provider_task_id:
+            # A job exists (submitted by this or an earlier process): follow it, never again.
             provider = self._providers.get(task.provider)
             await provider.resume(task.provider_task_id, build_request(task))
             async with self.slots(task.provider):
+                await self._finish_job(task, provider)
+            return
+        if task.provider and task.provider_status in (SUBMITTING, OUTCOME_UNKNOWN):
+            # An earlier process died (or lost the answer) while submitting: the job may exist.
+            provider = self._providers.get(task.provider)
+            async with self.slots(task.provider):
+                task = await self._recover_submit(task, provider)
                 await self._finish_job(task, provider)
             return
 
@@ -165,25 +216,9 @@ class Pipeline:
             provider = self._providers.get(name)
             request = build_request(task)
             params = provider.plan(request)
-            # A task waiting for a slot of its provider is "queued"; the submit and the state it
-            # leads to are one write (the provider task id must be stored the moment we have it).
             async with self.slots(name):
-                try:
-                    provider_task_id = await provider.submit(request)
-                except ProviderError as exc:
-                    down = isinstance(exc, ProviderAuthError) or exc.retryable
-                    if not down or index == len(chain) - 1:
-                        await self._update(task.id, provider=name, params=params)
-                        raise
-                    logger.warning("provider %s is down (%s); falling back", name, exc.code)
-                    reason = (
-                        f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
-                    )
-                    task = await self._update(task.id, route={**task.route, "reason": reason})
-                    continue
-                except (ContentRejectedError, ValidationError):
-                    await self._update(task.id, provider=name, params=params)
-                    raise
+                # Marked before the call, so whoever finds this task after a crash knows a job
+                # may exist; running from here on.
                 task = await self._update(
                     task.id,
                     status=TaskStatus.RUNNING,
@@ -193,14 +228,139 @@ class Pipeline:
                     provider=name,
                     params=params,
                     route={**task.route, "provider": name} if index else task.route,
-                    provider_task_id=provider_task_id,
-                    provider_status="submitted",
+                    provider_status=SUBMITTING,
+                    submit_started_at=utcnow(),
                 )
+                try:
+                    task = await self._submit(task, provider, request)
+                except ProviderOutcomeUnknownError as exc:
+                    # Maybe paid: never re-sent, never fallen back from.
+                    logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
+                    task = await self._recover_submit(task, provider, cause=exc)
+                except ProviderError as exc:
+                    # The provider surely took nothing (no connection, or an error answer).
+                    down = isinstance(exc, ProviderAuthError) or exc.retryable
+                    if not down or index == len(chain) - 1:
+                        raise
+                    logger.warning(
+                        "provider %s is down (%s); falling back",
+                        name,
+                        exc.code,
+                        extra={"task_id": task.id, "provider": name},
+                    )
+                    reason = (
+                        f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
+                    )
+                    task = await self._update(
+                        task.id,
+                        route={**task.route, "reason": reason},
+                        provider_status=f"{name} refused: {exc.code}",
+                    )
+                    continue
                 await self._finish_job(task, provider)
                 return
         # Unreachable while the chain is non-empty (the last provider's error is raised above),
         # but a task must never end silently.
         raise ProviderError("no provider could take the task", retryable=False)
+
+    async def _submit(
+        self, task: Task, provider: VideoProvider, request: GenerationRequest
+    ) -> Task:
+        """Submit and record the job id, as one unit that cancellation cannot split.
+
+        A cancel (the client's, or this process stopping) that lands while the provider is
+        taking the job waits for the id to be written; if the task was cancelled, the job is
+        cancelled at the provider too. Nothing paid is ever orphaned.
+        """
+
+        async def submit_and_record() -> Task:
+            job_id = await provider.submit(request)
+            return await self._record_job(task, provider, job_id)
+
+        inner = asyncio.ensure_future(submit_and_record())
+        try:
+            return await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await inner  # the id is written (or the submit failed: nothing to do)
+            await self._cancel_recorded_job(task.id)
+            raise
+
+    async def _record_job(self, task: Task, provider: VideoProvider, job_id: str) -> Task:
+        recorded = await self._store.record_job(task.id, job_id)
+        if recorded is None:
+            recorded = await self._store.get(task.id)
+            if recorded is None:
+                raise TaskCancelledError(task.id)
+            if recorded.provider_task_id != job_id:
+                # Two jobs for one task would be a bug; keep the first, cancel this one.
+                logger.error(
+                    "task %s: provider answered job %s but %s was recorded; cancelling the new one",
+                    task.id,
+                    job_id,
+                    recorded.provider_task_id,
+                    extra={"task_id": task.id},
+                )
+                with contextlib.suppress(AppError):
+                    await provider.cancel(job_id)
+        logger.info(
+            "task %s: %s job recorded",
+            task.id,
+            provider.name,
+            extra={"task_id": task.id, "provider": provider.name},
+        )
+        return await self._update(task.id, provider_status="submitted")
+
+    async def _recover_submit(
+        self, task: Task, provider: VideoProvider, *, cause: AppError | None = None
+    ) -> Task:
+        """A submit whose outcome is unknown: find the job, submit again where that is safe
+        (the provider dedupes on our task id), or fail saying the job may exist."""
+        request = build_request(task)
+        since = task.submit_started_at or task.updated_at
+        caps = provider.capabilities
+        task = await self._update(task.id, provider_status=OUTCOME_UNKNOWN)
+
+        async def is_known(job_id: str) -> bool:
+            return await self._store.find_job(provider.name, job_id) is not None
+
+        deadline = since + dt.timedelta(seconds=caps.find_window_s)
+        first = True
+        while True:
+            current = await self._store.get(task.id)
+            if current is None or current.status.is_terminal:
+                raise TaskCancelledError(task.id)
+            if current.provider_task_id:  # adopted: its callback arrived
+                logger.info("task %s: adopted its job from a callback", task.id)
+                return await self._update(task.id, provider_status="adopted")
+            if caps.find_window_s > 0 or first:
+                try:
+                    job_id = await provider.find_job(request, since=since, is_known=is_known)
+                except ProviderError as exc:  # the window is for this; look again later
+                    logger.warning(
+                        "task %s: looking for its job failed: %s",
+                        task.id,
+                        exc.message,
+                        extra={"task_id": task.id},
+                    )
+                    job_id = None
+                if job_id is not None:
+                    return await self._record_job(task, provider, job_id)
+            if caps.idempotent_submit:
+                return await self._submit(task, provider, request)
+            first = False
+            remaining = (deadline - utcnow()).total_seconds()
+            if remaining <= 0:
+                raise ProviderOutcomeUnknownError(
+                    f"{provider.name}: the submit sent at {since:%Y-%m-%d %H:%M:%S} UTC got no "
+                    "answer and no job could be found; the provider may have made (and charged "
+                    f"for) it — check the {provider.name} account before creating the task "
+                    "again" + (f" ({cause.message})" if cause is not None else ""),
+                    provider=provider.name,
+                )
+            # Woken at once by the provider's callback (in this process); otherwise look again
+            # in a few seconds (a callback received by another replica is in the store by then).
+            await self._nudges.wait(task.id, min(remaining, FIND_EVERY_S))
 
     async def _expand(self, task: Task) -> Task:
         if task.expanded_by is not None:
@@ -332,9 +492,21 @@ class Pipeline:
                 video_sha256=stored.sha256,
                 filename=video_filename(task),
             )
-        except TaskCancelledError:
+        except _Stop:  # ended or taken over meanwhile: the stored copy is nobody's
             await self._storage.delete(stored.key)
             raise
+
+
+async def cancel_job(store: TaskStore, provider: VideoProvider, task: Task) -> None:
+    """Cancel a cancelled task's job at its provider and record what the provider said."""
+    assert task.provider_task_id is not None
+    try:
+        await provider.cancel(task.provider_task_id)
+    except Exception as exc:  # best effort: the task is cancelled for our client anyway
+        logger.warning("task %s: provider cancel failed: %s", task.id, exc)
+        await store.note_provider_status(task.id, CANCEL_FAILED)
+        return
+    await store.note_provider_status(task.id, CANCEL_REQUESTED)
 
 
 def stored_error(task: Task) -> AppError:

@@ -1,11 +1,10 @@
-"""The in-process runner: one asyncio task per gateway task, resumed at start-up.
+"""The in-process runner: one asyncio task per gateway task, resumed wherever it was left.
 
-Handlers enqueue only after the task row is stored. Every task row carries a lease: the
-process working on it (``lease_owner``) and until when (``lease_until``), renewed every
-``lease_s / 3`` seconds while it runs. At start-up, and on every renewal round, a runner claims
-the unfinished tasks that nobody holds — a graceful stop hands its tasks over at once, a crashed
-process's tasks are taken over when their leases run out — so an accepted task always ends, and
-several gateway processes on one store never work on the same task. Per-provider concurrency is
+Handlers enqueue only after the task row is stored. Ownership is ``app.tasks.leases``': at
+start-up and every ``[queue] takeover_check_s`` the runner claims the tasks nobody works on
+(released by a graceful stop, or left by a dead process) and runs them; every ``lease_s / 3``
+it renews its leases, and stops its local work on any task it no longer holds (cancelled
+through another process, or taken over while this one stalled). Per-provider concurrency is
 bounded inside the pipeline (``ProviderSlots``).
 """
 
@@ -13,42 +12,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
-import uuid
 
-from app.tasks.models import Task, utcnow
+from app.tasks.leases import Leases
+from app.tasks.models import Task
 from app.tasks.pipeline import Pipeline
 from app.tasks.signals import Signals
-from app.tasks.store import TaskStore
 
 logger = logging.getLogger(__name__)
 
 
 class LocalRunner:
     def __init__(
-        self, pipeline: Pipeline, store: TaskStore, nudges: Signals[None], *, lease_s: float = 30.0
+        self,
+        pipeline: Pipeline,
+        leases: Leases,
+        nudges: Signals[None],
+        *,
+        takeover_check_s: float = 1.0,
     ) -> None:
         self._pipeline = pipeline
-        self._store = store
+        self._leases = leases
         self._nudges = nudges
-        self._lease_s = lease_s
+        self._check_s = takeover_check_s
         self._running: dict[str, asyncio.Task[None]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
-        self.instance_id = uuid.uuid4().hex
+        self.instance_id = leases.instance_id
 
-    def lease_until(self) -> dt.datetime:
-        """The lease a task created in this process starts with."""
-        return utcnow() + dt.timedelta(seconds=self._lease_s)
+    @property
+    def lease_s(self) -> float:
+        return self._leases.lease_s
 
     async def start(self) -> int:
-        """Claim and resume the unfinished tasks nobody holds; return how many."""
-        resumed = await self._claim_orphans()
+        """Take this process's instance lock, then claim and resume what nobody holds."""
+        await self._leases.start()
+        resumed = await self._claim()
         self._heartbeat = asyncio.create_task(self._keep_leases(), name="task-leases")
         return resumed
 
-    async def _claim_orphans(self) -> int:
-        claimed = await self._store.claim_orphans(self.instance_id, lease_s=self._lease_s)
+    async def _claim(self) -> int:
+        claimed = await self._leases.claim()
         for task in claimed:
             self.enqueue(task, resumed=True)
         if claimed:
@@ -56,21 +59,28 @@ class LocalRunner:
         return len(claimed)
 
     async def _keep_leases(self) -> None:
+        loop = asyncio.get_running_loop()
+        renew_every = self._leases.lease_s / 3
+        next_renewal = loop.time() + renew_every
         while True:
-            await asyncio.sleep(self._lease_s / 3)
+            await asyncio.sleep(min(self._check_s, renew_every))
             try:
-                running = list(self._running)
-                held = await self._store.renew_leases(
-                    self.instance_id, running, lease_s=self._lease_s
-                )
-                for task_id in running:
-                    job = self._running.get(task_id)
-                    if task_id not in held and job is not None:
-                        # Ended elsewhere (cancelled through another process) or taken over.
-                        job.cancel()
-                await self._claim_orphans()
-            except Exception:  # the next round tries again; leases outlive one missed round
-                logger.exception("renewing task leases failed")
+                if loop.time() >= next_renewal:
+                    next_renewal = loop.time() + renew_every
+                    await self._renew()
+                await self._claim()
+            except Exception:  # the next round tries again; leases outlive a missed round
+                logger.exception("task lease round failed")
+
+    async def _renew(self) -> None:
+        running = set(self._running)
+        held = await self._leases.renew(running)
+        for task_id in running - held:
+            job = self._running.get(task_id)
+            if job is not None:
+                # Ended elsewhere (cancelled through another process) or taken over.
+                logger.info("task %s is no longer ours; stopping local work", task_id)
+                job.cancel()
 
     def enqueue(self, task: Task, *, resumed: bool = False) -> None:
         """Run a stored task (handlers enqueue only after the row is written)."""
@@ -88,7 +98,7 @@ class LocalRunner:
                 await job
 
     def nudge(self, task_id: str) -> None:
-        """Poll this task's provider job now (e.g. a provider callback arrived)."""
+        """Look at this task's provider job now (e.g. a provider callback arrived)."""
         self._nudges.fire(task_id)
 
     @property
@@ -106,4 +116,7 @@ class LocalRunner:
             job.cancel()
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
-        await self._store.release_leases(self.instance_id)
+        try:
+            await self._leases.release()
+        finally:
+            await self._leases.close()

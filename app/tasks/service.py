@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from app.config import Settings
@@ -20,11 +20,10 @@ from app.providers.registry import ProviderRegistry
 from app.providers.routing import choose_route
 from app.storage.base import Storage
 from app.tasks.models import Task, TaskStatus, utcnow
-from app.tasks.pipeline import build_request
+from app.tasks.pipeline import build_request, cancel_job
 from app.tasks.runner import LocalRunner
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
-from app.tasks.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +56,8 @@ class TaskService:
         providers: ProviderRegistry,
         prompts: PromptService,
         changes: Signals[Task],
-        webhooks: WebhookSender,
         metrics: Metrics,
+        wake_webhooks: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -67,7 +66,7 @@ class TaskService:
         self._providers = providers
         self._prompts = prompts
         self._changes = changes
-        self._webhooks = webhooks
+        self._wake_webhooks = wake_webhooks
         self._metrics = metrics
 
     async def create(
@@ -123,9 +122,8 @@ class TaskService:
             request_hash=request_hash(body),
             group_id=group_id,
             lease_owner=self._runner.instance_id,
-            lease_until=self._runner.lease_until(),
         )
-        stored, created = await self._store.create(task)
+        stored, created = await self._store.create(task, lease_s=self._runner.lease_s)
         if created:
             logger.info("task %s accepted (provider %s: %s)", task.id, route.primary, route.reason)
             self._metrics.tasks_created.labels(route.primary).inc()
@@ -214,21 +212,40 @@ class TaskService:
         updated = await self._store.update(task.id, status=TaskStatus.CANCELLED)
         if updated is not None:
             self._changes.fire(task.id, updated)
+        # Work here stops at once; a process elsewhere stops at its next lease round. A submit
+        # under way finishes first and cancels its job (Pipeline._submit).
         await self._runner.cancel(task.id)
         if updated is None:  # it finished meanwhile
             return await self.get(task_id, owner=owner)
         if task.provider and task.provider_task_id and task.provider in self._providers:
-            try:
-                await self._providers.get(task.provider).cancel(task.provider_task_id)
-            except Exception as exc:  # best effort: the task is cancelled for our client anyway
-                logger.warning("task %s: provider cancel failed: %s", task.id, exc)
-        self._metrics.finished(updated)
+            await cancel_job(self._store, self._providers.get(task.provider), updated)
         await self.on_terminal(updated)
         return updated
 
+    async def adopt_job(self, task_id: str, provider: str, provider_task_id: str) -> None:
+        """A provider told us (e.g. by callback) which job is this task's: record it if the
+        task has none yet — a submit whose answer was lost — and look at it now."""
+        recorded = await self._store.record_job(task_id, provider_task_id)
+        if recorded is not None:
+            logger.info(
+                "task %s: job learnt from a %s callback",
+                task_id,
+                provider,
+                extra={"task_id": task_id, "provider": provider},
+            )
+            if recorded.status is TaskStatus.CANCELLED and provider in self._providers:
+                await cancel_job(self._store, self._providers.get(provider), recorded)
+        self._runner.nudge(task_id)
+
+    def nudge(self, task_id: str) -> None:
+        """Look at this task's provider job now (a hint, e.g. from a provider callback)."""
+        self._runner.nudge(task_id)
+
     async def on_terminal(self, task: Task) -> None:
+        """A task ended: count it, and deliver its webhook (already in the outbox) now."""
+        self._metrics.finished(task)
         if task.callback_url:
-            self._webhooks.send(task.callback_url, await self.present(task))
+            self._wake_webhooks()
 
     async def signed_url(self, task: Task) -> tuple[str | None, dt.datetime | None]:
         if task.status is not TaskStatus.SUCCEEDED or not task.video_key:

@@ -1,8 +1,22 @@
 """Durable task store on SQLAlchemy Core: SQLite (WAL) by default, any SQLAlchemy URL.
 
 The engine is synchronous; every call runs in a worker thread so the event loop never waits
-on the database. ``update`` is guarded: a task that reached a terminal state never changes
-again, which is what makes cancel, resume and concurrent replicas safe.
+on the database. The schema is Alembic's (``app/db/migrations``); this module declares the
+table for queries only.
+
+Writes come in three kinds:
+
+* ``update(task_id, …)`` is guarded: a task that reached a terminal state never changes again,
+  which is what makes cancel, resume and concurrent replicas safe. With ``fence=owner`` it is
+  also *fenced*: it applies only while ``owner`` still holds the task's lease (on the database's
+  clock). The pipeline writes only this way, so a process that lost a task (it stalled, or lost
+  its database connection, and another took over) stops at its next write.
+* ``record_job`` writes the provider's job id once, whoever holds the task and even after it
+  ended: a paid job is a fact about the world that must never be forgotten.
+* lease operations (``claim``, ``renew``, ``release``) used by ``app.tasks.leases``.
+
+A terminal transition and the webhook events it causes are written in one transaction
+(``app.tasks.outbox``), so a crash can never end a task and lose its callback.
 """
 
 from __future__ import annotations
@@ -13,20 +27,22 @@ import dataclasses
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.db import metadata
+from app.db.engine import create_engine_for, db_later, db_now
 from app.errors import ConflictError, UnavailableError
-from app.tasks.models import TERMINAL_STATUSES, Task, TaskStage, TaskStatus, utcnow
+from app.tasks import outbox
+from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 
-metadata = sa.MetaData()
 tasks_table = sa.Table(
     "vgw_tasks",
     metadata,
@@ -36,7 +52,7 @@ tasks_table = sa.Table(
     sa.Column("stage", sa.String(16)),
     sa.Column("progress", sa.Integer, nullable=False, default=0),
     sa.Column("provider", sa.String(32)),
-    sa.Column("provider_task_id", sa.String(200)),
+    sa.Column("provider_task_id", sa.String(200), index=True),
     sa.Column("provider_status", sa.String(64)),
     sa.Column("prompt", sa.Text, nullable=False),
     sa.Column("expanded_prompt", sa.Text),
@@ -57,6 +73,7 @@ tasks_table = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_until", sa.DateTime(timezone=True), index=True),
+    sa.Column("submit_started_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -64,6 +81,10 @@ tasks_table = sa.Table(
 )
 
 _FIELDS = [f.name for f in dataclasses.fields(Task)]
+_COLUMNS = tasks_table.c
+# "Not terminal", spelled so that the status index serves it.
+_LIVE = _COLUMNS.status.in_([s.value for s in TaskStatus if not s.is_terminal])
+_DATETIMES = ("created_at", "updated_at", "finished_at", "lease_until", "submit_started_at")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -73,11 +94,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def _row_to_task(row: sa.Row[Any]) -> Task:
+def row_to_task(row: sa.Row[Any]) -> Task:
     data = dict(row._mapping)
     data["status"] = TaskStatus(data["status"])
     data["stage"] = TaskStage(data["stage"]) if data["stage"] else None
-    for name in ("created_at", "updated_at", "finished_at", "lease_until"):
+    for name in _DATETIMES:
         data[name] = _utc(data[name])
     return Task(**data)
 
@@ -89,38 +110,23 @@ def _task_to_row(task: Task) -> dict[str, Any]:
     return row
 
 
-def create_engine_for(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+_SELECT_BY_ID = tasks_table.select().where(_COLUMNS.id == sa.bindparam("_task_id"))
+_SELECT_BY_ID_AND_OWNER = _SELECT_BY_ID.where(_COLUMNS.owner == sa.bindparam("_owner"))
 
 
-_SELECT_BY_ID = tasks_table.select().where(tasks_table.c.id == sa.bindparam("_task_id"))
-_SELECT_BY_ID_AND_OWNER = _SELECT_BY_ID.where(tasks_table.c.owner == sa.bindparam("_owner"))
-
-
-@functools.lru_cache(maxsize=256)
-def _guarded_update(columns: frozenset[str]) -> sa.UpdateBase:
-    """``UPDATE … WHERE id = :_task_id AND status is not terminal RETURNING *``, built once per
-    set of columns (building statements costs more than running them on the hot path)."""
+@functools.lru_cache(maxsize=512)
+def _guarded_update(columns: frozenset[str], dialect: str, fenced: bool) -> sa.UpdateBase:
+    """``UPDATE … WHERE id = :_task_id AND not terminal [AND fenced] RETURNING *``, built once
+    per set of columns (building statements costs more than running them on the hot path)."""
+    conditions = [_COLUMNS.id == sa.bindparam("_task_id"), _LIVE]
+    if fenced:
+        conditions += [
+            _COLUMNS.lease_owner == sa.bindparam("_fence"),
+            _COLUMNS.lease_until > db_now(dialect),
+        ]
     return (
         tasks_table.update()
-        .where(
-            tasks_table.c.id == sa.bindparam("_task_id"),
-            tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES]),
-        )
+        .where(*conditions)
         .values({name: sa.bindparam(name) for name in sorted(columns)})
         .returning(*tasks_table.c)
     )
@@ -130,63 +136,58 @@ class TaskStore:
     """Async facade over a synchronous SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        self.engine = engine
+        self.dialect = engine.dialect.name
         # SQLite has one writer at a time, and its busy handler sleeps in growing steps when
         # threads collide; taking turns in-process is much faster. Other databases need no lock.
         self._write_lock: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         )
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with self._write_lock, self._engine.begin() as conn:
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (serialised in-process on SQLite)."""
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @classmethod
     def from_url(cls, url: str) -> TaskStore:
-        if url.startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        """A store on ``url``; the schema must exist (``app.db.migrate.upgrade``)."""
         return cls(create_engine_for(url))
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a worker thread; a database that cannot answer is a 503."""
         try:
             return await asyncio.to_thread(fn)
         except OperationalError as exc:
             raise UnavailableError("the task store is unavailable") from exc
 
-    async def init(self) -> None:
-        def create() -> None:
-            metadata.create_all(self._engine)
-            # Stores made before task leases existed gain the two columns.
-            present = {c["name"] for c in sa.inspect(self._engine).get_columns("vgw_tasks")}
-            with self._write() as conn:
-                for name in ("lease_owner", "lease_until"):
-                    if name not in present:
-                        kind = tasks_table.c[name].type.compile(dialect=self._engine.dialect)
-                        conn.execute(sa.text(f"ALTER TABLE vgw_tasks ADD COLUMN {name} {kind}"))
-
-        await self._run(create)
-
     async def check(self) -> None:
         def ping() -> None:
-            with self._engine.connect() as conn:
+            with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
 
-        await self._run(ping)
+        await self.run(ping)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._engine.dispose)
+        await asyncio.to_thread(self.engine.dispose)
 
-    async def create(self, task: Task) -> tuple[Task, bool]:
+    # -- creating and reading ---------------------------------------------------------------
+
+    async def create(self, task: Task, *, lease_s: float | None = None) -> tuple[Task, bool]:
         """Insert ``task``; with an idempotency key, return the live task for that key instead.
 
-        Returns ``(task, created)``. The same key with a different request body is a conflict.
+        With ``lease_s`` the task starts leased to ``task.lease_owner`` for that long (on the
+        database's clock). Returns ``(task, created)``. The same key with a different request
+        body is a conflict.
         """
+        row = _task_to_row(task)
+        if lease_s is not None and task.lease_owner:
+            row["lease_until"] = db_later(self.dialect, sa.literal(lease_s))
+        insert = tasks_table.insert().values(**row).returning(*tasks_table.c)
 
-        def insert() -> tuple[Task, bool]:
-            with self._write() as conn:
+        def insert_row() -> tuple[Task, bool]:
+            with self.write() as conn:
                 if task.idempotency_key:
                     existing = self._by_key(conn, task.owner, task.idempotency_key)
                     if existing is not None:
@@ -195,17 +196,17 @@ class TaskStore:
                         # The key's 24 h are over: free it for this new request.
                         conn.execute(
                             tasks_table.update()
-                            .where(tasks_table.c.id == existing.id)
+                            .where(_COLUMNS.id == existing.id)
                             .values(idempotency_key=None)
                         )
-                conn.execute(tasks_table.insert().values(**_task_to_row(task)))
-            return task, True
+                stored = conn.execute(insert).one()
+            return row_to_task(stored), True
 
         try:
-            found, created = await self._run(insert)
+            found, created = await self.run(insert_row)
         except IntegrityError:
             # Another request with the same key won the race; answer with its task.
-            found = await self._run(lambda: self._by_key_tx(task.owner, task.idempotency_key))
+            found = await self.run(lambda: self._by_key_tx(task.owner, task.idempotency_key))
             created = False
         if not created and found.request_hash != task.request_hash:
             raise ConflictError(
@@ -215,14 +216,12 @@ class TaskStore:
 
     def _by_key(self, conn: sa.Connection, owner: str, key: str) -> Task | None:
         row = conn.execute(
-            tasks_table.select().where(
-                tasks_table.c.owner == owner, tasks_table.c.idempotency_key == key
-            )
+            tasks_table.select().where(_COLUMNS.owner == owner, _COLUMNS.idempotency_key == key)
         ).first()
-        return _row_to_task(row) if row else None
+        return row_to_task(row) if row else None
 
     def _by_key_tx(self, owner: str, key: str | None) -> Task:
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             found = self._by_key(conn, owner, key or "")
         if found is None:
             raise UnavailableError("idempotent create raced and lost its row")
@@ -231,11 +230,24 @@ class TaskStore:
     async def get(self, task_id: str, *, owner: str | None = None) -> Task | None:
         def select() -> Task | None:
             query = _SELECT_BY_ID if owner is None else _SELECT_BY_ID_AND_OWNER
-            with self._engine.connect() as conn:
+            with self.engine.connect() as conn:
                 row = conn.execute(query, {"_task_id": task_id, "_owner": owner}).first()
-            return _row_to_task(row) if row else None
+            return row_to_task(row) if row else None
 
-        return await self._run(select)
+        return await self.run(select)
+
+    async def find_job(self, provider: str, provider_task_id: str) -> Task | None:
+        """The task that holds a provider job, if any (reconciling: is this job ours already?)."""
+
+        def select() -> Task | None:
+            query = tasks_table.select().where(
+                _COLUMNS.provider == provider, _COLUMNS.provider_task_id == provider_task_id
+            )
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+            return row_to_task(row) if row else None
+
+        return await self.run(select)
 
     async def list_for(
         self,
@@ -246,99 +258,32 @@ class TaskStore:
         limit: int = 20,
     ) -> list[Task]:
         def select() -> list[Task]:
-            query = tasks_table.select().where(tasks_table.c.owner == owner)
+            query = tasks_table.select().where(_COLUMNS.owner == owner)
             if status is not None:
-                query = query.where(tasks_table.c.status == status.value)
+                query = query.where(_COLUMNS.status == status.value)
             if group_id is not None:
-                query = query.where(tasks_table.c.group_id == group_id)
-            query = query.order_by(tasks_table.c.created_at.desc(), tasks_table.c.id).limit(limit)
-            with self._engine.connect() as conn:
-                return [_row_to_task(row) for row in conn.execute(query)]
+                query = query.where(_COLUMNS.group_id == group_id)
+            query = query.order_by(_COLUMNS.created_at.desc(), _COLUMNS.id).limit(limit)
+            with self.engine.connect() as conn:
+                return [row_to_task(row) for row in conn.execute(query)]
 
-        return await self._run(select)
-
-    async def claim_orphans(self, owner: str, *, lease_s: float) -> list[Task]:
-        """Take over unfinished tasks that no live process holds (no lease, or it ran out).
-
-        Each claim is its own guarded UPDATE, so two processes never claim the same task.
-        """
-
-        def claim() -> list[Task]:
-            now = utcnow()
-            orphaned = sa.or_(tasks_table.c.lease_until.is_(None), tasks_table.c.lease_until < now)
-            live = tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES])
-            claimed = []
-            with self._engine.connect() as conn:
-                ids = [
-                    row.id
-                    for row in conn.execute(
-                        sa.select(tasks_table.c.id)
-                        .where(live, orphaned)
-                        .order_by(tasks_table.c.created_at)
-                    )
-                ]
-            for task_id in ids:
-                with self._write() as conn:
-                    row = conn.execute(
-                        tasks_table.update()
-                        .where(tasks_table.c.id == task_id, live, orphaned)
-                        .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
-                        .returning(*tasks_table.c)
-                    ).first()
-                if row is not None:
-                    claimed.append(_row_to_task(row))
-            return claimed
-
-        return await self._run(claim)
-
-    async def renew_leases(self, owner: str, task_ids: list[str], *, lease_s: float) -> set[str]:
-        """Extend ``owner``'s leases; return the ids it still holds on unfinished tasks."""
-        if not task_ids:
-            return set()
-
-        def renew() -> set[str]:
-            with self._write() as conn:
-                rows = conn.execute(
-                    tasks_table.update()
-                    .where(
-                        tasks_table.c.id.in_(task_ids),
-                        tasks_table.c.lease_owner == owner,
-                        tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES]),
-                    )
-                    .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
-                    .returning(tasks_table.c.id)
-                )
-                return {row.id for row in rows}
-
-        return await self._run(renew)
-
-    async def release_leases(self, owner: str) -> None:
-        """Hand ``owner``'s unfinished tasks to whichever process claims them next."""
-
-        def release() -> None:
-            with self._write() as conn:
-                conn.execute(
-                    tasks_table.update()
-                    .where(tasks_table.c.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
-
-        await self._run(release)
+        return await self.run(select)
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:
-            query = (
-                tasks_table.select()
-                .where(tasks_table.c.status.not_in([s.value for s in TERMINAL_STATUSES]))
-                .order_by(tasks_table.c.created_at)
-            )
-            with self._engine.connect() as conn:
-                return [_row_to_task(row) for row in conn.execute(query)]
+            query = tasks_table.select().where(_LIVE).order_by(_COLUMNS.created_at)
+            with self.engine.connect() as conn:
+                return [row_to_task(row) for row in conn.execute(query)]
 
-        return await self._run(select)
+        return await self.run(select)
 
-    async def update(self, task_id: str, **changes: Any) -> Task | None:
-        """Apply ``changes`` unless the task is already terminal; return the new task or None."""
+    # -- writing ------------------------------------------------------------------------------
+
+    async def update(
+        self, task_id: str, *, fence: str | None = None, **changes: Any
+    ) -> Task | None:
+        """Apply ``changes`` unless the task is terminal (or, with ``fence``, no longer leased
+        to that owner); return the new task, or None when nothing was written."""
         values = dict(changes)
         if "status" in values:
             status = TaskStatus(values["status"])
@@ -350,11 +295,128 @@ class TaskStore:
             values["stage"] = values["stage"].value
         values["updated_at"] = utcnow()
 
-        statement = _guarded_update(frozenset(values))
+        statement = _guarded_update(frozenset(values), self.dialect, fence is not None)
 
         def apply() -> Task | None:
-            with self._write() as conn:
-                row = conn.execute(statement, {"_task_id": task_id, **values}).first()
-            return _row_to_task(row) if row is not None else None
+            with self.write() as conn:
+                row = conn.execute(statement, {"_task_id": task_id, "_fence": fence, **values})
+                found = row.first()
+                if found is None:
+                    return None
+                task = row_to_task(found)
+                outbox.enqueue_events(conn, task, values)
+            return task
 
-        return await self._run(apply)
+        return await self.run(apply)
+
+    async def record_job(self, task_id: str, provider_task_id: str) -> Task | None:
+        """Write the provider's job id unless one is already there; return the task after the
+        write, or None if the task already named a (possibly different) job."""
+        statement = (
+            tasks_table.update()
+            .where(_COLUMNS.id == task_id, _COLUMNS.provider_task_id.is_(None))
+            .values(provider_task_id=provider_task_id, updated_at=utcnow())
+            .returning(*tasks_table.c)
+        )
+
+        def apply() -> Task | None:
+            with self.write() as conn:
+                row = conn.execute(statement).first()
+            return row_to_task(row) if row else None
+
+        return await self.run(apply)
+
+    async def note_provider_status(self, task_id: str, provider_status: str) -> None:
+        """Record what the provider said, even on an ended task (e.g. the job was cancelled
+        there after the task was): for operators reading the task, not a state change."""
+        statement = (
+            tasks_table.update()
+            .where(_COLUMNS.id == task_id)
+            .values(provider_status=provider_status[:64], updated_at=utcnow())
+        )
+
+        def apply() -> None:
+            with self.write() as conn:
+                conn.execute(statement)
+
+        await self.run(apply)
+
+    # -- leases (see app.tasks.leases) ------------------------------------------------------
+
+    async def claim(
+        self, owner: str, *, lease_s: float, dead_owners: Collection[str] = ()
+    ) -> list[Task]:
+        """Take over the unfinished tasks nobody holds: released ones (a graceful hand-over,
+        not counted as an attempt), those of ``dead_owners`` and those whose lease ran out
+        (a crash or a stall: counted in ``attempts``). One UPDATE: two processes never claim
+        the same task, because each row's condition is re-checked as it is written."""
+        released = _COLUMNS.lease_owner.is_(None)
+        lost = sa.or_(
+            _COLUMNS.lease_owner.in_(list(dead_owners)),
+            _COLUMNS.lease_until < db_now(self.dialect),
+        )
+        statement = (
+            tasks_table.update()
+            .where(_LIVE, sa.or_(released, lost))
+            .values(
+                lease_owner=owner,
+                lease_until=db_later(self.dialect, sa.literal(lease_s)),
+                attempts=_COLUMNS.attempts + sa.case((released, 0), else_=1),
+            )
+            .returning(*tasks_table.c)
+        )
+
+        def apply() -> list[Task]:
+            with self.write() as conn:
+                rows = conn.execute(statement).all()
+            return sorted((row_to_task(row) for row in rows), key=lambda t: t.created_at)
+
+        return await self.run(apply)
+
+    async def renew(self, owner: str, task_ids: Collection[str], *, lease_s: float) -> set[str]:
+        """Extend ``owner``'s live leases on ``task_ids``; return the ids it still holds (a
+        lease that ran out is lost, even if nobody has claimed the task yet)."""
+        if not task_ids:
+            return set()
+        statement = (
+            tasks_table.update()
+            .where(
+                _COLUMNS.id.in_(list(task_ids)),
+                _COLUMNS.lease_owner == owner,
+                _COLUMNS.lease_until > db_now(self.dialect),
+                _LIVE,
+            )
+            .values(lease_until=db_later(self.dialect, sa.literal(lease_s)))
+            .returning(_COLUMNS.id)
+        )
+
+        def apply() -> set[str]:
+            with self.write() as conn:
+                return {row.id for row in conn.execute(statement)}
+
+        return await self.run(apply)
+
+    async def release(self, owner: str, task_ids: Collection[str] | None = None) -> None:
+        """Hand ``owner``'s unfinished tasks (all, or ``task_ids``) to whoever claims next."""
+        conditions = [_COLUMNS.lease_owner == owner, _LIVE]
+        if task_ids is not None:
+            conditions.append(_COLUMNS.id.in_(list(task_ids)))
+        statement = (
+            tasks_table.update().where(*conditions).values(lease_owner=None, lease_until=None)
+        )
+
+        def apply() -> None:
+            with self.write() as conn:
+                conn.execute(statement)
+
+        await self.run(apply)
+
+    async def lease_owners(self) -> set[str]:
+        """Every process that holds a lease on an unfinished task."""
+        query = sa.select(_COLUMNS.lease_owner).where(_LIVE, _COLUMNS.lease_owner.is_not(None))
+
+        def select() -> set[str]:
+            with self.engine.connect() as conn:
+                return {row.lease_owner for row in conn.execute(query.distinct())}
+
+        return await self.run(select)

@@ -66,7 +66,8 @@ def test_scheme_is_case_insensitive_and_every_configured_token_works(
 
 
 def test_health_endpoints_need_no_token(live_gateway: LiveGateway) -> None:
-    assert httpx.get(f"{live_gateway.base_url}/healthz").json() == {"status": "ok"}
+    health = httpx.get(f"{live_gateway.base_url}/healthz").json()
+    assert health == {"status": "ok", "instance": live_gateway.app.state.runner.instance_id}
     ready = httpx.get(f"{live_gateway.base_url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"store": "ok", "storage": "ok", "provider:preview": "ok"}

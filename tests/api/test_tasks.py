@@ -187,5 +187,7 @@ def test_callback_url_gets_the_finished_task(
             if received:
                 break
             time.sleep(0.05)
-    assert received and received[0]["id"] == done["task_id"]
-    assert received[0]["status"] == "succeeded" and received[0]["metadata"] == {"run": 7}
+    assert received and received[0]["type"] == "task.succeeded"
+    task = received[0]["data"]
+    assert task["id"] == done["task_id"]
+    assert task["status"] == "succeeded" and task["metadata"] == {"run": 7}

@@ -5,6 +5,10 @@ type and range (``null`` means absent, as the official SDK sends it), text ``--f
 alternative to the JSON fields. Tasks move queued → running → succeeded over ``queued_s`` +
 ``running_s`` seconds and their video is served by the emulator itself.
 
+Slow creates: ``slow_answer_next(hold_s)`` makes the next creates take the job and then hold
+the answer — the case that makes a naive client pay twice. ``jobs_for(prompt)`` counts the jobs
+a prompt made (what a test about paying once must assert on).
+
 Trigger words in the prompt: ``BLOCKED_INPUT`` (400 InputTextSensitiveContentDetected),
 ``BLOCKED_OUTPUT`` (task fails with OutputVideoSensitiveContentDetected), ``EXPIRE_ME`` (task
 expires), ``FAIL_ME`` (task fails with InternalServiceError); an image URL containing ``blocked``
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import re
 import threading
 import time
@@ -97,12 +102,13 @@ def error_body(code: str, message: str, param: str | None = None) -> dict[str, A
 class EmulatedTask:
     id: str
     model: str
-    created: float
+    created: float  # monotonic, for the status timeline
     params: dict[str, Any]
     prompt: str
     images: list[dict[str, Any]]
     callback_url: str | None
     outcome: str  # succeeded | failed_output | failed_internal | expired
+    created_at: int = field(default_factory=lambda: int(time.time()))  # what Ark reports
     cancelled: bool = False
 
 
@@ -123,6 +129,10 @@ class ArkState:
     deletes: list[str] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every create: with this probability, take the job, then hold the answer slow_answer_s.
+    slow_answer_ratio: float = 0.0
+    slow_answer_s: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def fail_next(
         self,
@@ -150,6 +160,19 @@ class ArkState:
 
     def slow_next(self, delay_s: float, *, on: str = "create", times: int = 1) -> None:
         self.faults.add(Fault(op=on, status=None, times=times, delay_s=delay_s))
+
+    def slow_answer_next(self, hold_s: float, *, times: int = 1) -> None:
+        """The next ``times`` creates make their job, then hold the answer ``hold_s``."""
+        self.faults.add(Fault(op="create-answer", status=None, times=times, hold_s=hold_s))
+
+    def jobs_for(self, prompt: str) -> list[str]:
+        """The ids of the jobs created for ``prompt`` (as sent: flags stripped)."""
+        with self.lock:
+            return [t.id for t in self.tasks.values() if t.prompt == prompt]
+
+    def jobs(self) -> list[EmulatedTask]:
+        with self.lock:
+            return list(self.tasks.values())
 
 
 def _require_bool(params: dict[str, Any], key: str) -> None:
@@ -316,7 +339,7 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             "service_tier": "default",
             "execution_expires_after": 172800,
             "usage": None,
-            "created_at": int(task.created),
+            "created_at": task.created_at,
             "updated_at": int(time.time()),
         }
         if word == "succeeded":
@@ -408,6 +431,11 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             job = asyncio.create_task(send_callbacks(task, str(request.base_url)))
             background.add(job)
             job.add_done_callback(background.discard)
+        held = state.faults.take("create-answer")
+        if held is not None:
+            await asyncio.sleep(held.hold_s)  # the job exists; the answer is late
+        elif state.slow_answer_ratio and state.rng.random() < state.slow_answer_ratio:
+            await asyncio.sleep(state.slow_answer_s)
         return JSONResponse({"id": task_id})
 
     @app.get("/contents/generations/tasks/{task_id}")
@@ -435,7 +463,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         page_num = int(q.get("page_num", "1"))
         if not 1 <= page_size <= 500 or page_num < 1:
             return ark_error(ArkError(400, "InvalidParameter", "page_size is invalid"))
-        items = [task_object(t, str(request.base_url)) for t in state.tasks.values()]
+        # Newest first, as Ark lists them.
+        items = [task_object(t, str(request.base_url)) for t in reversed(state.tasks.values())]
         if q.get("filter.status"):
             items = [i for i in items if i["status"] == q["filter.status"]]
         start = (page_num - 1) * page_size

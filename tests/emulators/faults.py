@@ -22,7 +22,9 @@ BLOCK = bytes(range(256)) * 4096  # 1 MiB of a recognisable pattern
 
 @dataclass
 class Fault:
-    """One injected answer. ``status=None`` with ``delay_s`` means "answer normally, late"."""
+    """One injected answer. ``status=None`` with ``delay_s`` means "answer normally, late";
+    ``hold_s`` means "do the work, then hold the answer that long" (a slow create whose job
+    exists before the client gives up)."""
 
     op: str
     status: int | None
@@ -30,6 +32,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    hold_s: float = 0.0
     garbage: bool = False
 
 
@@ -45,7 +48,7 @@ class Faults:
     def take(self, op: str) -> Fault | None:
         with self._lock:
             for fault in self._queue:
-                if fault.op in (op, "any"):
+                if fault.op == op or (fault.op == "any" and not op.endswith("-answer")):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._queue.remove(fault)

@@ -103,6 +103,10 @@ class JimengOfficialState:
     signature_failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def slow_answer_next(self, hold_s: float, *, times: int = 1) -> None:
+        """The next ``times`` submits make their task, then hold the answer ``hold_s``."""
+        self.faults.add(Fault(op="submit-answer", status=None, times=times, hold_s=hold_s))
+
     def fail_next(
         self,
         code: int,
@@ -296,7 +300,11 @@ def create_app(state: JimengOfficialState | None = None) -> FastAPI:
         if not isinstance(payload, dict):
             return business(50400, "the body must be an object", status=400)
         if op == "submit":
-            return submit(payload)
+            answer = submit(payload)
+            held = state.faults.take("submit-answer")
+            if held is not None:
+                await asyncio.sleep(held.hold_s)  # the task exists; the answer is late
+            return answer
         return get_result(payload, str(request.base_url))
 
     @app.get("/videos/{name}")

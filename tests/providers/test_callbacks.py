@@ -1,4 +1,6 @@
-"""The Seedance callback endpoint: signed hint → immediate re-poll; the body is never trusted."""
+"""The Seedance callback endpoint: a signed hint → look at the job now, and the job id for a task
+whose create answer was lost; the body's state is never trusted. (End to end with the
+emulator's real callbacks: ``tests/tasks/test_exactly_once.py``.)"""
 
 from __future__ import annotations
 
@@ -14,23 +16,30 @@ from app.providers.seedance import callback_secret, callback_signature
 pytestmark = pytest.mark.anyio
 
 
-class Runner:
+class Tasks:
+    """Stands in for TaskService (our own interface): records what the route asks of it."""
+
     def __init__(self) -> None:
         self.nudged: list[str] = []
+        self.adopted: list[tuple[str, str, str]] = []
 
     def nudge(self, task_id: str) -> None:
         self.nudged.append(task_id)
 
+    async def adopt_job(self, task_id: str, provider: str, job_id: str) -> None:
+        self.adopted.append((task_id, provider, job_id))
+        self.nudge(task_id)
 
-def app_with(api_key: str | None) -> tuple[FastAPI, Runner]:
+
+def app_with(api_key: str | None) -> tuple[FastAPI, Tasks]:
     overrides = {"seedance": {"api_key": api_key}} if api_key else {}
     settings = load_settings(None, environ={}, overrides=overrides)
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(callbacks.router)
-    runner = Runner()
-    app.state.settings, app.state.runner = settings, runner
-    return app, runner
+    tasks = Tasks()
+    app.state.settings, app.state.tasks = settings, tasks
+    return app, tasks
 
 
 async def post(app: FastAPI, path: str) -> httpx.Response:
@@ -46,6 +55,7 @@ async def test_a_signed_callback_nudges_the_task() -> None:
     sig = callback_signature(secret, "vt_1")
     response = await post(app, f"/v1/callbacks/seedance/vt_1?sig={sig}")
     assert response.status_code == 200 and runner.nudged == ["vt_1"]
+    assert runner.adopted == [("vt_1", "seedance", "cgt-1")]
 
 
 @pytest.mark.parametrize("query", ["", "?sig=deadbeef"])

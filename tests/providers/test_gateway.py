@@ -251,7 +251,7 @@ def test_a_restart_resumes_polling_and_never_creates_twice(
     assert ark_emu.state.creates == 1
 
 
-def test_a_relay_job_lost_in_a_restart_fails_retryably_and_is_not_rerun(
+def test_a_relay_job_lost_in_a_restart_fails_as_outcome_unknown_and_is_not_rerun(
     gateway_factory: GatewayFactory, relay_emu: Emulator[RelayState], tmp_path: Path
 ) -> None:
     relay_emu.state.generate_s = 30
@@ -265,6 +265,7 @@ def test_a_relay_job_lost_in_a_restart_fails_retryably_and_is_not_rerun(
         gw.wait_task(task["id"], lambda t: t["provider_task_id"])
     with gateway_factory(overrides, data_dir=data_dir) as gw:
         done = gw.wait_task(task["id"], lambda t: t["status"] in ("succeeded", "failed"))
-    assert done["status"] == "failed" and done["error"]["retryable"] is True
+    assert done["status"] == "failed" and done["error"]["retryable"] is False
+    assert done["error"]["code"] == "provider_outcome_unknown"
     assert "restart" in done["error"]["message"]
     assert relay_emu.state.creates == 1

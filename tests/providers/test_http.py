@@ -7,7 +7,7 @@ import random
 import httpx
 import pytest
 
-from app.errors import ProviderError
+from app.errors import ProviderError, ProviderOutcomeUnknownError
 from app.providers.http import RetryPolicy, retry_after_s, send
 
 pytestmark = pytest.mark.anyio
@@ -41,13 +41,16 @@ def policy(**changes: object) -> RetryPolicy:
     return RetryPolicy(rng=random.Random(7), **values)  # type: ignore[arg-type]
 
 
-async def call(client: httpx.AsyncClient, pol: RetryPolicy, sleeps: Sleeps) -> httpx.Response:
+async def call(
+    client: httpx.AsyncClient, pol: RetryPolicy, sleeps: Sleeps, *, creates: bool = False
+) -> httpx.Response:
     return await send(
         client,
         lambda: client.build_request("POST", "http://p.test/x", json={}),
         provider="p",
         policy=pol,
         sleep=sleeps,
+        creates=creates,
     )
 
 
@@ -106,6 +109,24 @@ async def test_connect_only_policy_does_not_retry_a_read_timeout() -> None:
     with pytest.raises(ProviderError):
         await call(client, policy(transport="connect"), Sleeps())
     assert len(seen) == 1
+
+
+async def test_a_create_is_not_resent_once_it_may_have_arrived() -> None:
+    for lost in (
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("dropped"),
+        httpx.WriteError("cut"),
+    ):
+        client, seen = scripted(lost, httpx.Response(200))
+        with pytest.raises(ProviderOutcomeUnknownError) as info:
+            await call(client, policy(attempts=3), Sleeps(), creates=True)
+        assert len(seen) == 1 and not info.value.retryable, lost
+
+
+async def test_a_create_is_resent_when_it_surely_did_not_arrive() -> None:
+    client, seen = scripted(httpx.ConnectError("refused"), httpx.Response(503), httpx.Response(200))
+    response = await call(client, policy(attempts=3), Sleeps(), creates=True)
+    assert response.status_code == 200 and len(seen) == 3
 
 
 async def test_each_attempt_builds_a_fresh_request() -> None:

@@ -14,6 +14,7 @@ from app.errors import (
     ContentRejectedError,
     ProviderAuthError,
     ProviderError,
+    ProviderOutcomeUnknownError,
     ProviderTimeoutError,
     ValidationError,
 )
@@ -198,12 +199,23 @@ async def test_same_code_in_http_200_is_also_retried(
     assert await provider(jimeng_emu, http).submit(request())
 
 
-async def test_a_garbage_answer_is_retryable(
+async def test_a_submit_answer_that_cannot_be_read_may_have_made_a_job(
     jimeng_emu: Emulator[JimengOfficialState], http: httpx.AsyncClient
 ) -> None:
     jimeng_emu.state.fail_next(50500, status=200, garbage=True)
+    with pytest.raises(ProviderOutcomeUnknownError) as info:
+        await provider(jimeng_emu, http, retries=3).submit(request())
+    assert not info.value.retryable and jimeng_emu.state.submits == 0  # the fault ate it: sent once
+
+
+async def test_a_garbage_answer_to_a_status_read_is_retryable(
+    jimeng_emu: Emulator[JimengOfficialState], http: httpx.AsyncClient
+) -> None:
+    jimeng = provider(jimeng_emu, http, retries=0)
+    job = await jimeng.submit(request())
+    jimeng_emu.state.fail_next(50500, on="get", status=200, garbage=True)
     with pytest.raises(ProviderError) as info:
-        await provider(jimeng_emu, http, retries=0).submit(request())
+        await jimeng.poll(job)
     assert info.value.retryable
 
 

@@ -11,6 +11,7 @@ from app.errors import (
     ContentRejectedError,
     ProviderAuthError,
     ProviderError,
+    ProviderOutcomeUnknownError,
     ProviderTimeoutError,
     ValidationError,
 )
@@ -188,22 +189,59 @@ async def test_server_errors_after_retries_are_retryable(
     assert ark_emu.state.faults.pending() == 0 and ark_emu.state.creates == 0
 
 
-async def test_a_slow_answer_times_out_as_retryable(
+async def test_a_create_answer_that_never_came_is_not_resent(
     ark_emu: Emulator[ArkState], http: httpx.AsyncClient
 ) -> None:
-    ark_emu.state.slow_next(0.4, times=2)
-    with pytest.raises(ProviderError) as info:
-        await provider(ark_emu, http, timeout_s=0.1, retries=1).submit(request())
-    assert info.value.retryable and "timed out" in info.value.message
+    ark_emu.state.slow_answer_next(0.4, times=2)
+    with pytest.raises(ProviderOutcomeUnknownError) as info:
+        await provider(ark_emu, http, timeout_s=0.1, retries=3).submit(request())
+    assert not info.value.retryable and "timed out" in info.value.message
+    assert ark_emu.state.creates == 1  # sent once; the job exists
 
 
-async def test_a_garbage_answer_is_retryable(
+async def test_a_create_answer_that_cannot_be_read_is_an_unknown_outcome(
     ark_emu: Emulator[ArkState], http: httpx.AsyncClient
 ) -> None:
     ark_emu.state.fail_next(200, garbage=True)
-    with pytest.raises(ProviderError) as info:
+    with pytest.raises(ProviderOutcomeUnknownError) as info:
         await provider(ark_emu, http).submit(request())
-    assert info.value.retryable and "unexpected" in info.value.message
+    assert not info.value.retryable and "could not be read" in info.value.message
+
+
+async def test_a_slow_status_read_is_retried(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    seedance = provider(ark_emu, http, timeout_s=0.2, retries=2)
+    job = await seedance.submit(request())
+    ark_emu.state.slow_next(0.5, on="get")
+    status = await seedance.poll(job)
+    assert status.provider_status in ("queued", "running", "succeeded")
+
+
+async def test_find_job_adopts_only_an_unambiguous_match(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    import datetime as dt
+
+    seedance = provider(ark_emu, http)
+    since = dt.datetime.now(dt.UTC)
+    mine = await seedance.submit(request(task_id="vt_mine"))
+    await seedance.submit(request(task_id="vt_other"))  # another task: another derived seed
+
+    async def nobody(_: str) -> bool:
+        return False
+
+    assert await seedance.find_job(request(task_id="vt_mine"), since=since, is_known=nobody) == mine
+    # With an explicit seed, two tasks of the same parameters cannot be told apart.
+    for task_id in ("vt_a", "vt_b"):
+        await seedance.submit(request(task_id=task_id, seed=7))
+    found = await seedance.find_job(request(task_id="vt_a", seed=7), since=since, is_known=nobody)
+    assert found is None
+
+    async def taken(job_id: str) -> bool:
+        return job_id == mine
+
+    assert await seedance.find_job(request(task_id="vt_mine"), since=since, is_known=taken) is None
 
 
 async def test_output_moderation_fails_the_job_as_content_rejected(

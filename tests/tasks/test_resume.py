@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import GatewayFactory, eventually
+from tests.conftest import GatewayFactory
 from tests.fakes import ControlledProvider
 
 BODY = {"prompt": "survive a restart", "duration_ms": 500, "fps": 4}
@@ -46,21 +46,3 @@ def test_restart_during_a_preview_render_still_ends_with_a_video(
         done = second.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 60}).json()
         assert done["status"] == "succeeded", done
         assert done["params"]["frames"] == 600
-
-
-def test_a_task_that_keeps_getting_interrupted_fails_with_a_reason(
-    gateway_factory: GatewayFactory, tmp_path: Path
-) -> None:
-    fake = ControlledProvider()
-    data_dir = tmp_path / "shared-data"
-    overrides = {"queue": {"max_attempts": 2}}
-    with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
-        task = gateway.client.post("/v1/tasks", json={**BODY, "provider": "fake"}).json()
-        gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
-    for restart in range(1, 3):
-        with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}):
-            eventually(lambda: len(fake.resumed) == restart)
-    with gateway_factory(overrides, data_dir=data_dir, extra_providers={"fake": fake}) as gateway:
-        ended = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 5}).json()
-    assert ended["status"] == "failed"
-    assert "interrupted" in ended["error"]["message"]

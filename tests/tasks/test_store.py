@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from app.db.migrate import upgrade
 from app.errors import ConflictError
 from app.tasks.models import Task, TaskStage, TaskStatus
-from app.tasks.store import TaskStore
+from app.tasks.store import TaskStore, tasks_table
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -18,9 +20,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'gateway.db'}"
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("fresh_postgres_url")
+    upgrade(url)
     store = TaskStore.from_url(url)
-    await store.init()
     yield store
     await store.aclose()
 
@@ -29,6 +31,20 @@ def make_task(owner: str = "owner-a", **fields: object) -> Task:
     return Task(
         id=f"vt_{uuid.uuid4().hex}", owner=owner, prompt="p", request={"prompt": "p"}, **fields
     )  # type: ignore[arg-type]
+
+
+async def expire_lease(store: TaskStore, task_id: str) -> None:
+    """Back-date a lease, as if its holder stalled past it."""
+
+    def apply() -> None:
+        with store.write() as conn:
+            conn.execute(
+                tasks_table.update()
+                .where(tasks_table.c.id == task_id)
+                .values(lease_until=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+            )
+
+    await store.run(apply)
 
 
 pytestmark = pytest.mark.anyio
@@ -78,35 +94,54 @@ async def test_unfinished_and_listing(store: TaskStore) -> None:
     assert [t.id for t in await store.list_for(owner=owner, status=TaskStatus.SUCCEEDED)] == [a.id]
 
 
-async def test_a_store_from_before_task_leases_gains_the_columns(tmp_path: Path) -> None:
-    import sqlalchemy as sa
+async def test_fenced_writes_need_a_live_lease(store: TaskStore) -> None:
+    task, _ = await store.create(make_task(lease_owner="proc-a"), lease_s=30)
+    assert task.lease_until is not None and task.lease_until > task.created_at
+    assert await store.update(task.id, fence="proc-b", progress=10) is None
+    written = await store.update(task.id, fence="proc-a", progress=20)
+    assert written is not None and written.progress == 20
 
-    from app.tasks.store import metadata
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = sa.create_engine(url)
-    metadata.create_all(engine)
-    with engine.begin() as conn:  # back to the table as it was before leases
-        conn.execute(sa.text("DROP INDEX ix_vgw_tasks_lease_until"))
-        conn.execute(sa.text("ALTER TABLE vgw_tasks DROP COLUMN lease_until"))
-        conn.execute(sa.text("ALTER TABLE vgw_tasks DROP COLUMN lease_owner"))
-    engine.dispose()
-
-    store = TaskStore.from_url(url)
-    await store.init()
-    task, created = await store.create(make_task(lease_owner="me"))
-    assert created
-    [claimed] = await store.claim_orphans("someone", lease_s=30)
-    assert claimed.id == task.id and claimed.lease_owner == "someone"
-    await store.aclose()
+    await expire_lease(store, task.id)
+    # Out of lease: even the last holder may not write (another process may be taking over).
+    assert await store.update(task.id, fence="proc-a", progress=30) is None
+    assert await store.renew("proc-a", {task.id}, lease_s=30) == set()
+    # Unfenced writes (a client's cancel) still apply.
+    cancelled = await store.update(task.id, status=TaskStatus.CANCELLED)
+    assert cancelled is not None and cancelled.progress == 20
 
 
-async def test_leases_decide_who_works_on_a_task(store: TaskStore) -> None:
+async def test_a_job_id_is_recorded_once_even_after_the_task_ended(store: TaskStore) -> None:
     task, _ = await store.create(make_task())
-    mine = [t.id for t in await store.claim_orphans("proc-a", lease_s=30)]
-    assert task.id in mine
-    assert task.id not in [t.id for t in await store.claim_orphans("proc-b", lease_s=30)]
-    assert await store.renew_leases("proc-b", [task.id], lease_s=30) == set()
-    assert await store.renew_leases("proc-a", [task.id], lease_s=30) == {task.id}
-    await store.release_leases("proc-a")
-    assert task.id in [t.id for t in await store.claim_orphans("proc-b", lease_s=30)]
+    await store.update(task.id, status=TaskStatus.CANCELLED)
+    recorded = await store.record_job(task.id, "job-1")
+    assert recorded is not None and recorded.provider_task_id == "job-1"
+    assert await store.record_job(task.id, "job-2") is None
+    found = await store.find_job("", "job-1")
+    assert found is None  # provider must match
+    await store.note_provider_status(task.id, "cancel requested")
+    final = await store.get(task.id)
+    assert final is not None and final.provider_task_id == "job-1"
+    assert final.provider_status == "cancel requested" and final.status is TaskStatus.CANCELLED
+
+
+async def test_claims_take_released_dead_and_expired_tasks_once(store: TaskStore) -> None:
+    live, _ = await store.create(make_task(lease_owner="alive"), lease_s=30)
+    released, _ = await store.create(make_task())
+    dead, _ = await store.create(make_task(lease_owner="dead"), lease_s=30)
+    stuck, _ = await store.create(make_task(lease_owner="stuck"), lease_s=30)
+    await expire_lease(store, stuck.id)
+
+    claimed = {t.id: t for t in await store.claim("me", lease_s=30, dead_owners={"dead"})}
+    assert set(claimed) >= {released.id, dead.id, stuck.id} and live.id not in claimed
+    # A graceful hand-over is not an attempt; taking over from a dead or stuck owner is.
+    assert claimed[released.id].attempts == 0
+    assert claimed[dead.id].attempts == 1 and claimed[stuck.id].attempts == 1
+    assert all(t.lease_owner == "me" for t in claimed.values())
+    # Nothing is claimed twice.
+    again = await store.claim("other", lease_s=30, dead_owners={"dead"})
+    assert not {t.id for t in again} & set(claimed)
+
+    assert await store.renew("me", set(claimed), lease_s=30) == set(claimed)
+    await store.release("me")
+    handed = {t.id for t in await store.claim("other", lease_s=30)}
+    assert handed >= set(claimed)

@@ -1,16 +1,21 @@
-"""Provider callbacks: a hint to poll now, never a source of truth.
+"""Provider callbacks: a hint to look now, and the job id of a submit whose answer was lost.
 
 Ark POSTs the task object to the ``callback_url`` the gateway gave it on every status change.
-The URL carries an HMAC of the gateway task id (``?sig=``) so strangers cannot make the gateway
-poll; the body is unsigned and ignored — the pipeline re-GETs the task from Ark.
+The URL carries an HMAC of the gateway task id (``?sig=``), so only Ark, which received it from
+us, can call it. The body's state is never trusted — the pipeline re-GETs the job from Ark with
+our key — but its ``id`` tells which job is this task's: a task whose create answer was lost
+adopts it (``TaskService.adopt_job``), which is how a slow create is paid for exactly once.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+import json
 
-from app.api.deps import RunnerDep, SettingsDep
+from fastapi import APIRouter, Query, Request
+
+from app.api.deps import SettingsDep, TasksDep
 from app.errors import ForbiddenError, NotFoundError
+from app.providers.seedance import NAME as SEEDANCE
 from app.providers.seedance import verify_callback
 
 router = APIRouter(tags=["callbacks"])
@@ -20,13 +25,22 @@ router = APIRouter(tags=["callbacks"])
 async def seedance_callback(
     task_id: str,
     settings: SettingsDep,
-    runner: RunnerDep,
+    tasks: TasksDep,
+    request: Request,
     sig: str = Query("", max_length=128),
 ) -> dict[str, bool]:
-    """Seedance status-change callback: re-check the task at Ark now."""
+    """Seedance status-change callback: adopt the job if the task lost its id; look now."""
     if settings.seedance.api_key is None:
         raise NotFoundError("seedance is not configured on this gateway")
     if not verify_callback(settings.seedance, task_id, sig):
         raise ForbiddenError("bad callback signature")
-    runner.nudge(task_id)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    job_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(job_id, str) and 0 < len(job_id) <= 200:
+        await tasks.adopt_job(task_id, SEEDANCE, job_id)
+    else:
+        tasks.nudge(task_id)
     return {"ok": True}

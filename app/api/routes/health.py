@@ -17,9 +17,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive."""
-    return {"status": "ok"}
+async def healthz(request: Request) -> dict[str, str]:
+    """The process is alive (``instance``: which gateway process answered)."""
+    runner = getattr(request.app.state, "runner", None)
+    return {"status": "ok", "instance": runner.instance_id if runner else "starting"}
 
 
 async def _probe(check: Any) -> str:
