@@ -243,14 +243,28 @@ class TaskStore:
         owner: str,
         status: TaskStatus | None = None,
         group_id: str | None = None,
+        provider: str | None = None,
+        before: Task | None = None,
         limit: int = 20,
     ) -> list[Task]:
+        """Newest first; ``before`` (keyset paging) starts after that task in the same order."""
+
         def select() -> list[Task]:
             query = tasks_table.select().where(tasks_table.c.owner == owner)
             if status is not None:
                 query = query.where(tasks_table.c.status == status.value)
             if group_id is not None:
                 query = query.where(tasks_table.c.group_id == group_id)
+            if provider is not None:
+                query = query.where(tasks_table.c.provider == provider)
+            if before is not None:
+                created = tasks_table.c.created_at
+                query = query.where(
+                    sa.or_(
+                        created < before.created_at,
+                        sa.and_(created == before.created_at, tasks_table.c.id > before.id),
+                    )
+                )
             query = query.order_by(tasks_table.c.created_at.desc(), tasks_table.c.id).limit(limit)
             with self._engine.connect() as conn:
                 return [_row_to_task(row) for row in conn.execute(query)]
