@@ -19,6 +19,7 @@ from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
     callbacks,
     dify,
+    dify_workflows,
     files,
     health,
     prompts,
@@ -161,7 +162,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     routers = (health, videos, tasks, prompts, files, callbacks, dify)
-    routers_added = (providers,)
+    routers_added = (providers, dify_workflows)
     for module in (*routers, *routers_added):
         app.include_router(module.router)
     return app
