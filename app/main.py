@@ -18,6 +18,7 @@ from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
     callbacks,
+    console,
     dify,
     dify_workflows,
     files,
@@ -162,7 +163,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     routers = (health, videos, tasks, prompts, files, callbacks, dify)
-    routers_added = (providers, dify_workflows)
+    routers_added = (providers, dify_workflows, console)
     for module in (*routers, *routers_added):
         app.include_router(module.router)
     return app
