@@ -88,7 +88,13 @@ function header(current) {
       }, other === "zh" ? "中文" : "English"),
       h("button", {
         type: "button", class: "ghost",
-        onclick: () => { token.clear(); state.cache.clear(); render(); },
+        onclick: () => {
+          // Nothing of this session's work stays for whoever signs in next in this tab.
+          token.clear();
+          state.cache.clear();
+          for (const key of ["draft", "current", "prefill", "taskCursors"]) delete state[key];
+          render();
+        },
       }, t("signout"))));
 }
 
