@@ -13,6 +13,9 @@ RUN pip install -r requirements.txt
 RUN useradd --system --uid 10001 --home /srv gateway \
     && mkdir -p /srv/data && chown gateway /srv/data
 COPY app ./app
+# The Dify DSL files, served with this gateway's URL filled in (GET /dify/workflows).
+COPY dify_workflow.yml ./
+COPY dify ./dify
 USER gateway
 
 ENV VGW_SERVER__HOST=0.0.0.0 \

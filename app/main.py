@@ -18,7 +18,18 @@ from fastapi import FastAPI
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from app.api.routes import callbacks, dify, files, health, prompts, tasks, videos
+from app.api.routes import (
+    callbacks,
+    console,
+    dify,
+    dify_workflows,
+    files,
+    health,
+    prompts,
+    providers,
+    tasks,
+    videos,
+)
 from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
 from app.config import Settings
@@ -182,6 +193,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     routers = (health, videos, tasks, prompts, files, callbacks, dify)
-    for module in routers:
+    routers_added = (providers, dify_workflows, console)
+    for module in (*routers, *routers_added):
         app.include_router(module.router)
     return app

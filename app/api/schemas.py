@@ -136,10 +136,18 @@ class TaskPublic(BaseModel):
     group_id: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    request: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The request as stored (after platform presets); data: URLs are shortened "
+        "to their header followed by an ellipsis.",
+    )
 
 
 class TaskList(BaseModel):
     data: list[TaskPublic]
+    has_more: bool = Field(False, description="More tasks follow: pass `next_before` as `before`.")
+    next_before: str | None = Field(None, description="The cursor for the next page (a task id).")
 
 
 class TaskGroup(BaseModel):

@@ -40,6 +40,23 @@ def owner_of(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+def public_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The stored request for its owner to read. Inline images (``data:`` URLs, up to megabytes
+    each, also inside lists such as shots) are cut to their header and an ellipsis so task
+    lists stay small."""
+
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 200:
+            return value[: value.find(",") + 1 if "," in value else 40] + "…"
+        if isinstance(value, dict):
+            return {k: shorten(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shorten(v) for v in value]
+        return value
+
+    return {key: shorten(value) for key, value in request.items()}
+
+
 def request_hash(body: dict[str, Any]) -> str:
     canonical = {k: v for k, v in body.items() if k not in _NOT_HASHED and v is not None}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
@@ -182,10 +199,24 @@ class TaskService:
         return task
 
     async def list(
-        self, *, owner: str, status: TaskStatus | None, group_id: str | None, limit: int
+        self,
+        *,
+        owner: str,
+        status: TaskStatus | None,
+        group_id: str | None,
+        limit: int,
+        provider: str | None = None,
+        before: str | None = None,
     ) -> list[Task]:
+        """Newest first; ``before`` is the id of the last task of the previous page."""
+        after = await self.get(before, owner=owner) if before else None
         return await self._store.list_for(
-            owner=owner, status=status, group_id=group_id, limit=limit
+            owner=owner,
+            status=status,
+            group_id=group_id,
+            provider=provider,
+            before=after,
+            limit=limit,
         )
 
     async def wait(self, task: Task, wait_s: float) -> Task:
@@ -278,4 +309,6 @@ class TaskService:
             "group_id": task.group_id,
             "created_at": task.created_at.isoformat(),
             "updated_at": task.updated_at.isoformat(),
+            "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+            "request": public_request(task.request),
         }

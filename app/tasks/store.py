@@ -255,14 +255,28 @@ class TaskStore:
         owner: str,
         status: TaskStatus | None = None,
         group_id: str | None = None,
+        provider: str | None = None,
+        before: Task | None = None,
         limit: int = 20,
     ) -> list[Task]:
+        """Newest first; ``before`` (keyset paging) starts after that task in the same order."""
+
         def select() -> list[Task]:
             query = tasks_table.select().where(_COLUMNS.owner == owner)
             if status is not None:
                 query = query.where(_COLUMNS.status == status.value)
             if group_id is not None:
                 query = query.where(_COLUMNS.group_id == group_id)
+            if provider is not None:
+                query = query.where(_COLUMNS.provider == provider)
+            if before is not None:
+                created = _COLUMNS.created_at
+                query = query.where(
+                    sa.or_(
+                        created < before.created_at,
+                        sa.and_(created == before.created_at, _COLUMNS.id > before.id),
+                    )
+                )
             query = query.order_by(_COLUMNS.created_at.desc(), _COLUMNS.id).limit(limit)
             with self.engine.connect() as conn:
                 return [row_to_task(row) for row in conn.execute(query)]

@@ -68,6 +68,10 @@ async def list_tasks(
     tasks: TasksDep,
     status: TaskStatusWord | None = None,
     group_id: Annotated[str | None, Query(max_length=40)] = None,
+    provider: Annotated[str | None, Query(max_length=32)] = None,
+    before: Annotated[
+        str | None, Query(max_length=40, description="Page on: the previous page's next_before.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     """The caller's own tasks, newest first (``group_id``: the variants of one create)."""
@@ -75,9 +79,17 @@ async def list_tasks(
         owner=principal.owner,
         status=TaskStatus(status) if status else None,
         group_id=group_id,
-        limit=limit,
+        provider=provider,
+        before=before,
+        limit=limit + 1,
     )
-    return {"data": [await tasks.present(task) for task in found]}
+    page = found[:limit]
+    has_more = len(found) > limit
+    return {
+        "data": [await tasks.present(task) for task in page],
+        "has_more": has_more,
+        "next_before": page[-1].id if has_more else None,
+    }
 
 
 @router.delete("/{task_id}", response_model=TaskPublic)
