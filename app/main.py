@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from app.api.routes import callbacks, dify, files, health, prompts, tasks, videos
+from app.api.routes import callbacks, dify, files, health, mcp, prompts, tasks, videos
 from app.api.security import TokenVerifier
 from app.config import Settings
 from app.metrics import Metrics
@@ -133,6 +133,7 @@ def create_app(
             app.state.http = http
             await runner.start()
             stack.push_async_callback(runner.stop)
+            await stack.enter_async_context(mcp.serve(app))
             logger.info(
                 "gateway ready: storage=%s providers=%s default=%s",
                 storage.name,
@@ -154,4 +155,5 @@ def create_app(
     routers = (health, videos, tasks, prompts, files, callbacks, dify)
     for module in routers:
         app.include_router(module.router)
+    mcp.mount(app)
     return app
