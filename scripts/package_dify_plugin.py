@@ -102,7 +102,7 @@ def validate(plugin_dir: Path) -> dict[str, Any]:
     sys.path.insert(0, str(plugin_dir))
     from dify_plugin.core.entities.plugin.setup import PluginConfiguration
     from dify_plugin.core.utils.class_loader import load_single_subclass_from_source
-    from dify_plugin.entities.tool import ToolProviderConfiguration
+    from dify_plugin.entities.tool import ToolConfiguration, ToolProviderConfiguration
     from dify_plugin.interfaces.tool import Tool, ToolProvider
     from pydantic import ValidationError
 
@@ -126,6 +126,10 @@ def validate(plugin_dir: Path) -> dict[str, Any]:
         for tool_file in raw.get("tools") or []:
             tool_raw = _load_yaml(plugin_dir, tool_file)
             problems += [f"{tool_file}: {gap}" for gap in _i18n_gaps(tool_raw, "tool")]
+            try:  # the provider loads these too; alone, the error names the tool's file
+                ToolConfiguration(**tool_raw)
+            except ValidationError as exc:
+                raise PluginError(f"{tool_file}: {exc}") from exc
         try:
             provider = ToolProviderConfiguration(**raw)
         except (ValidationError, ValueError) as exc:
