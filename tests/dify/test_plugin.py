@@ -30,7 +30,13 @@ from PIL import Image
 from app.providers.base import Capabilities
 from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.dify import engine
-from tests.dify.plugin_daemon import PLUGIN_DIR, PLUGIN_PYTHON, PluginInvokeError, PluginProcess
+from tests.dify.plugin_daemon import (
+    PLUGIN_DIR,
+    PLUGIN_PYTHON,
+    SETUP_HINT,
+    PluginInvokeError,
+    PluginProcess,
+)
 from tests.emulators.server import free_port
 from tests.fakes import ControlledProvider
 from tests.mp4 import probe
@@ -40,6 +46,8 @@ FAST = {"duration": 1}  # the preview renders one second (24 frames) quickly
 
 
 def _package(plugin_dir: Path, out_dir: Path) -> subprocess.CompletedProcess[str]:
+    if not PLUGIN_PYTHON.exists():
+        raise AssertionError(SETUP_HINT)
     return subprocess.run(
         [str(PLUGIN_PYTHON), str(PACKAGER), "--plugin", str(plugin_dir), "--out", str(out_dir)],
         capture_output=True,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -60,8 +59,6 @@ from app.prompts.service import PromptService
 from app.providers.registry import ProviderRegistry
 from app.tasks.models import Task, TaskStatus
 from app.tasks.service import TaskService
-
-logger = logging.getLogger(__name__)
 
 PATH = "/mcp"
 #: How long ``generate_video`` waits when the call names no ``wait_s``. Most MCP clients give
@@ -383,7 +380,12 @@ async def serve(app: FastAPI) -> AsyncIterator[None]:
     tools = McpTools(
         tasks=app.state.tasks, prompts=app.state.prompts, providers=app.state.providers
     )
-    manager = StreamableHTTPSessionManager(app=build_server(tools), stateless=True)
+    manager = StreamableHTTPSessionManager(
+        app=build_server(tools),
+        stateless=True,
+        # The same body limit as every other route ([server] max_body_bytes).
+        max_request_body_size=app.state.settings.server.max_body_bytes,
+    )
     async with manager.run():
         app.state.mcp = manager
         yield
