@@ -63,15 +63,16 @@ async def test_lists_the_five_tools_with_schemas_from_the_api_models(
     assert tools["get_task"].input_schema["properties"]["wait_s"]["maximum"] == 60
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28, and the 2025 handshake
 async def test_generate_video_reports_progress_and_returns_a_playable_mp4(
-    live_gateway: LiveGateway, tmp_path: Path
+    live_gateway: LiveGateway, tmp_path: Path, mode: str
 ) -> None:
     updates: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         updates.append((progress, total, message))
 
-    async with mcp_client(live_gateway, live_gateway.token) as client:
+    async with mcp_client(live_gateway, live_gateway.token, mode=mode) as client:
         result = await client.call_tool(
             "generate_video",
             {"prompt": "a paper boat on a pond", "aspect_ratio": "9:16", **FAST},
