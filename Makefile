@@ -6,7 +6,7 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lint-worker test-gateway test-worker clean browser
+.PHONY: run test lint lint-worker test-gateway test-worker clean browser dify-plugin
 
 # The CogVideoX worker's own venv: Python 3.11, so pip takes the CPU torch wheel on disk.
 .venv-worker/.installed: worker/requirements.txt worker/requirements-dev.txt
@@ -23,6 +23,18 @@ PORT ?= 8000
 	.venv-dify/bin/pip install -q --no-deps -r tests/dify/requirements.txt
 	touch $@
 
+# The Dify plugin's own environment: exactly what Dify's plugin runtime installs for it (its
+# requirements.txt pins the dify_plugin SDK and everything under it), kept apart from the gateway's.
+.venv-plugin/.installed: integrations/dify-plugin/requirements.txt
+	rm -rf .venv-plugin
+	$(PY312) -m venv .venv-plugin
+	.venv-plugin/bin/pip install -q -r integrations/dify-plugin/requirements.txt
+	touch $@
+
+# The plugin as the .difypkg Dify installs (validated with the SDK's models first).
+dify-plugin: .venv-plugin/.installed
+	.venv-plugin/bin/python scripts/package_dify_plugin.py --out dist
+
 $(VENV)/.runtime: requirements.txt
 	test -x $(VENV)/bin/python || $(PY312) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
@@ -37,8 +49,8 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/python -m app serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check app tests bench
-	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/ruff check app tests bench scripts integrations
+	$(VENV)/bin/ruff format --check app tests bench scripts integrations
 	$(VENV)/bin/mypy app
 
 lint-worker: .venv-worker/.installed
@@ -50,8 +62,9 @@ lint-worker: .venv-worker/.installed
 browser:
 	scripts/install-chromium
 
-# The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py).
-test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed browser
+# The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py), and
+# the Dify plugin in its own environment (tests/dify/test_plugin.py).
+test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed .venv-plugin/.installed browser
 	$(VENV)/bin/python -m pytest tests -q
 
 test-worker: .venv-worker/.installed
@@ -60,4 +73,4 @@ test-worker: .venv-worker/.installed
 test: lint lint-worker test-gateway test-worker
 
 clean:
-	rm -rf $(VENV) .venv-worker .venv-dify .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-worker .venv-dify .venv-plugin dist .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ from app.api.routes import (
     dify_workflows,
     files,
     health,
+    mcp,
     prompts,
     providers,
     tasks,
@@ -174,6 +175,7 @@ def create_app(
             webhooks.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
+            await stack.enter_async_context(mcp.serve(app))
             logger.info(
                 "gateway ready: storage=%s providers=%s default=%s",
                 storage.name,
@@ -192,8 +194,10 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, videos, tasks, prompts, files, callbacks, dify)
-    routers_added = (providers, dify_workflows, console)
-    for module in (*routers, *routers_added):
+    routers = (
+        health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
+    )  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
+    mcp.mount(app)
     return app

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from app.errors import UnavailableError
 from app.prompts.catalog import Catalog, PlatformPreset, StylePreset, Template
 from app.prompts.expander import Brief, LlmError, LlmExpander
-from app.prompts.platforms import apply_platform
+from app.prompts.platforms import apply_platform, platform_warnings
 from app.prompts.screening import Screener
 from app.prompts.text import Lang, prompt_language, trim_prompt
 
@@ -271,6 +271,65 @@ class PromptService:
             p.framing.get(lang) for p in (platform,) if p
         ]
         return _compose(core, extras, lang, max_chars)
+
+    async def preview(
+        self,
+        prompt: str,
+        *,
+        provider: str,
+        capabilities: Capabilities,
+        style: str | None = None,
+        template: str | None = None,
+        platform: str | None = None,
+        negative_prompt: str | None = None,
+    ) -> dict[str, Any]:
+        """Screen and expand ``prompt`` exactly as a task for ``provider`` would, without
+        generating anything (``POST /v1/prompts/expand``, the MCP and plugin tools)."""
+        self.validate(style=style, template=template, platform=platform)
+        await self.screen(prompt)
+        expansion = await self.expand(
+            prompt,
+            style=style,
+            template=template,
+            platform=platform,
+            max_chars=capabilities.max_prompt_chars,
+            negative_prompt=negative_prompt,
+        )
+        await self.screen(expansion.expanded_prompt, what="expanded prompt")
+        warnings: list[str] = []
+        if expansion.fallback_reason:
+            warnings.append(f"{expansion.fallback_reason}; used the template expansion")
+        fields: dict[str, Any] | None = None
+        if platform:
+            preset = self.platform_preset(platform)
+            fields = {"name": preset.name, **preset.fields()}
+            fields.setdefault("resolution", None)
+            warnings.extend(platform_warnings(preset, capabilities, provider=provider))
+        if negative_prompt and not capabilities.negative_prompt:
+            warnings.append(f"{provider} takes no negative prompt; it would be ignored")
+        return {
+            "expanded_prompt": expansion.expanded_prompt,
+            "expanded_by": expansion.expanded_by,
+            "negative_prompt": expansion.negative_prompt if capabilities.negative_prompt else None,
+            "provider": provider,
+            "max_chars": capabilities.max_prompt_chars,
+            "platform": fields,
+            "warnings": warnings,
+        }
+
+    def listing(self) -> dict[str, list[dict[str, Any]]]:
+        """The templates, styles and platform presets, as ``GET /v1/prompts/catalog`` lists them."""
+        return {
+            "templates": [
+                {"name": t.name, "aliases": list(t.aliases), "title": t.title.en, "style": t.style}
+                for t in self.list_templates()
+            ],
+            "styles": [{"name": s.name, "aliases": list(s.aliases)} for s in self.list_styles()],
+            "platforms": [
+                {"name": p.name, "aliases": list(p.aliases), **p.fields()}
+                for p in self.list_platforms()
+            ],
+        }
 
     async def aclose(self) -> None:
         if self.llm is not None:

@@ -32,6 +32,8 @@ GATEWAY_EXPANDS = ROOT / "dify" / "video_gateway_expands.yml"
 POLLING = ROOT / "dify" / "video_async_polling.yml"
 CHATFLOW = ROOT / "dify" / "video_chatflow.yml"
 ALL_FILES = (MAIN, GATEWAY_EXPANDS, POLLING, CHATFLOW)
+#: Uses the Dify plugin's tool node (its credentials, no environment variables).
+PLUGIN_WORKFLOW = ROOT / "dify" / "video_plugin.yml"
 
 
 def dify_python() -> Path:
@@ -121,18 +123,28 @@ def run(
     fake_llm_text: str = "",
     query: str | None = None,
     timeout: float = 120,
+    plugin_dir: Path | None = None,
 ) -> EngineRun:
-    """Run ``path`` with graphon's GraphEngine against the gateway at ``base_url``."""
+    """Run ``path`` with graphon's GraphEngine against the gateway at ``base_url``.
+
+    With ``plugin_dir`` (the Dify plugin, unpacked from its package) the gateway's URL and token
+    are the plugin's credentials, as a workspace would have saved them; else they are the
+    workflow's environment variables.
+    """
+    gateway = {"GATEWAY_BASE_URL": base_url, "GATEWAY_TOKEN": token}
     args = [
         "run",
         str(path),
         "--inputs",
         json.dumps(inputs, ensure_ascii=False),
         "--env",
-        json.dumps({"GATEWAY_BASE_URL": base_url, "GATEWAY_TOKEN": token}),
+        json.dumps(gateway if plugin_dir is None else {}),
         "--fake-llm-text",
         fake_llm_text,
     ]
+    if plugin_dir is not None:
+        credentials = [{"values": {"base_url": base_url, "token": token}}]
+        args += ["--plugin-dir", str(plugin_dir), "--tool-credentials", json.dumps(credentials)]
     if query is not None:
         args += ["--query", query]
     result = EngineRun(_invoke(args, timeout=timeout))

@@ -7,6 +7,7 @@ subprocess and reads the one JSON object it prints on stdout::
     engine_runner.py validate FILE [FILE ...]
         -> {"files": {FILE: {"ok": bool, "problems": [str, ...]}}}
     engine_runner.py run FILE --inputs JSON --env JSON --fake-llm-text TEXT [--query TEXT]
+                         [--tool-credentials JSON] [--plugin-dir DIR]
         -> {"status", "outputs", "answer", "error", "nodes": [...], "loop_rounds": {...},
             "llm_calls": [...]}
 
@@ -16,8 +17,15 @@ What is Dify's and what is ours:
   with, ``Graph.init`` and ``GraphEngine`` (the run), the HTTP Request node (real requests),
   the Code node and its Python runner template (``main(**inputs)`` wrapped exactly as Dify's
   sandbox receives it).
+* Tool nodes of our Dify plugin (``integrations/dify-plugin``): graphon's ``ToolNode`` with
+  graphon's own plugin adapter (``SlimToolNodeRuntime``: parameter resolution, credentials,
+  message conversion), whose transport to the plugin — the daemon Dify would use — is replaced
+  by ``tests/dify/plugin_daemon.py``: the real plugin process in its own environment
+  (``.venv-plugin``, the dify_plugin SDK) spoken to over the SDK's stdio protocol, as Dify's
+  plugin daemon runs a local plugin. The plugin's real tool classes answer.
 * Ours: the model runtime (a fake LLM that streams a fixed text), the code sandbox (the same
-  program run by a local ``python -I`` subprocess with Dify's 15 s limit), the Start-input
+  program run by a local ``python -I`` subprocess with Dify's 15 s limit), the plugin daemon's
+  stdio side (above), the Start-input
   preparation Dify's app layer does before the engine starts (required/default/select/number),
   and the lint rules in ``validate`` that catch what Dify would import silently and break at run
   time (unknown-key typos, hyphenated ids, references that stay literal text, ...).
@@ -43,8 +51,18 @@ from typing import Any, Literal, overload
 import yaml
 from graphon.dsl import DslImportPlan, SandboxCodeExecutionError, SlimDslNodeFactory, inspect
 from graphon.dsl.code_runtime import _Python3TemplateTransformer
-from graphon.dsl.entities import DslCredentials
-from graphon.dsl.node_factory import _find_plugin_id
+from graphon.dsl.entities import DslCredentials, DslToolCredential
+from graphon.dsl.node_factory import (
+    _canonical_vendor,
+    _find_plugin_id,
+    _find_tool_plugin_id,
+    _UnsupportedToolFileManager,
+)
+from graphon.dsl.tool_runtime import (
+    SlimToolAction,
+    SlimToolNodeRuntime,
+    resolve_dsl_tool_credential,
+)
 from graphon.entities.base_node_data import BaseNodeData
 from graphon.entities.graph_config import NodeConfigDict
 from graphon.entities.graph_init_params import GraphInitParams
@@ -99,11 +117,17 @@ from graphon.nodes.llm import LLMNode, LLMNodeData
 from graphon.nodes.llm.runtime_protocols import LLMProtocol
 from graphon.nodes.loop.entities import LoopEndNodeData, LoopNodeData, LoopStartNodeData
 from graphon.nodes.start.entities import StartNodeData
+from graphon.nodes.tool.entities import ToolNodeData
+from graphon.nodes.tool.exc import ToolRuntimeInvocationError
+from graphon.nodes.tool.tool_node import ToolNode
 from graphon.nodes.variable_assigner.v2.entities import VariableAssignerNodeData
 from graphon.runtime.graph_runtime_state import GraphRuntimeState
 from graphon.runtime.variable_pool import VariablePool
 from graphon.variables.template_resolution import VARIABLE_PATTERN
 from pydantic import BaseModel, ValidationError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dify.plugin_daemon import PLUGIN_DIR, PluginInvokeError, PluginProcess
 
 DSL_VERSION = "0.6.0"
 CODE_TIMEOUT_S = 15  # dify-sandbox's WORKER_TIMEOUT
@@ -125,7 +149,9 @@ NODE_DATA_MODELS: dict[str, type[BaseNodeData]] = {
     BuiltinNodeTypes.LOOP_START: LoopStartNodeData,
     BuiltinNodeTypes.LOOP_END: LoopEndNodeData,
     BuiltinNodeTypes.VARIABLE_ASSIGNER: VariableAssignerNodeData,
+    BuiltinNodeTypes.TOOL: ToolNodeData,
 }
+TOOL_NODE_OUTPUTS = {"text", "files", "json"}
 # System variables each app mode provides (Dify's SystemVariableKey).
 SYS_VARIABLES = {
     "workflow": {"files", "user_id", "app_id", "workflow_id", "workflow_run_id", "timestamp"},
@@ -341,18 +367,72 @@ class LocalCodeExecutor:
 
 
 @dataclass
+class PluginHost:
+    """Our Dify plugin as the daemon knows it: its declarations (what the daemon extracts from
+    the package) and, from the first tool call on, its running process."""
+
+    plugin_dir: Path = PLUGIN_DIR
+    _process: PluginProcess | None = None
+
+    def _yaml(self, name: str) -> dict[str, Any]:
+        loaded = yaml.safe_load((self.plugin_dir / name).read_text(encoding="utf-8"))
+        return loaded if isinstance(loaded, dict) else {}
+
+    @property
+    def plugin_id(self) -> str:
+        manifest = self._yaml("manifest.yaml")
+        return f"{manifest['author']}/{manifest['name']}"
+
+    def tool(self, provider_id: str, tool_name: str) -> dict[str, Any] | None:
+        """The declaration of ``tool_name`` if ``provider_id`` names one of our providers."""
+        for declaration in self._yaml("manifest.yaml").get("plugins", {}).get("tools", []):
+            provider = self._yaml(declaration)
+            if provider_id != f"{self.plugin_id}/{provider['identity']['name']}":
+                continue
+            for tool_file in provider.get("tools") or []:
+                tool = self._yaml(tool_file)
+                if tool["identity"]["name"] == tool_name:
+                    return tool
+        return None
+
+    def invoke(self, plugin_id: str, action: str, data: Mapping[str, Any]) -> Iterable[Any]:
+        """graphon's ``SlimActionInvoker``: one plugin action, answered by the plugin process."""
+        if action == SlimToolAction.GET_TOOL_RUNTIME_PARAMETERS:
+            # The daemon answers this from the declaration; the SDK routes no such request.
+            provider_id = f"{self.plugin_id}/{data['provider']}"
+            tool = self.tool(provider_id, str(data["tool"])) or {}
+            yield {"parameters": tool.get("parameters") or []}
+            return
+        if self._process is None:
+            self._process = PluginProcess(plugin_dir=self.plugin_dir)
+        try:
+            yield from self._process.invoke(str(action), data)
+        except PluginInvokeError as exc:
+            raise ToolRuntimeInvocationError(str(exc)) from exc
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+
+@dataclass
 class RunnerNodeFactory:
     """Dify's DSL node factory with the model runtime and code sandbox swapped for local ones."""
 
     inner: SlimDslNodeFactory
     fake_llm_text: str
     llm_log: LLMCallLog
+    plugins: PluginHost
+    tool_credentials: list[DslToolCredential]
 
     def with_runtime_state(self, graph_runtime_state: GraphRuntimeState) -> RunnerNodeFactory:
         return RunnerNodeFactory(
             inner=self.inner.with_runtime_state(graph_runtime_state),
             fake_llm_text=self.fake_llm_text,
             llm_log=self.llm_log,
+            plugins=self.plugins,
+            tool_credentials=self.tool_credentials,
         )
 
     def create_node(self, node_config: NodeConfigDict) -> Node[Any]:
@@ -362,6 +442,8 @@ class RunnerNodeFactory:
         node_type = payload["type"]
         if node_type == BuiltinNodeTypes.LLM:
             return self._llm_node(node_id, payload)
+        if node_type == BuiltinNodeTypes.TOOL:
+            return self._tool_node(node_id, payload)
         if node_type == BuiltinNodeTypes.CODE:
             return CodeNode(
                 node_id=node_id,
@@ -381,6 +463,43 @@ class RunnerNodeFactory:
                 ),
             )
         return self.inner.create_node(node_config)
+
+    def _tool_node(self, node_id: str, payload: dict[str, Any]) -> ToolNode:
+        # Resolved as graphon's factory resolves a plugin tool; only the transport differs.
+        data = ToolNodeData.model_validate(payload)
+        plugin_id = _find_tool_plugin_id(
+            node_data=data,
+            dependencies=[d for d in self.inner.dependencies if d.plugin_unique_identifier],
+        )
+        if plugin_id is None:
+            msg = f"tool node {node_id}: no dependency provides {data.provider_id!r}"
+            raise RunnerError(msg)
+        provider = _canonical_vendor(data.provider_id) or ""
+        credential = resolve_dsl_tool_credential(
+            credentials=self.tool_credentials,
+            plugin_id=plugin_id,
+            provider_id=data.provider_id,
+            provider=provider,
+            tool_name=data.tool_name,
+        )
+        runtime = SlimToolNodeRuntime(
+            config=self.inner.slim_client_config,
+            plugin_id=plugin_id,
+            provider=provider,
+            provider_id=data.provider_id,
+            tool_name=data.tool_name,
+            credentials=credential.values,
+            credential_type=credential.credential_type,
+            action_invoker=self.plugins.invoke,
+        )
+        return ToolNode(
+            node_id=node_id,
+            data=data,
+            graph_init_params=self.inner.graph_init_params,
+            graph_runtime_state=self.inner.graph_runtime_state,
+            tool_file_manager=_UnsupportedToolFileManager(),
+            runtime=runtime,
+        )
 
     def _llm_node(self, node_id: str, payload: dict[str, Any]) -> LLMNode:
         # Same normalisation and dependency check as graphon's factory; only the runtime differs.
@@ -481,6 +600,8 @@ def build_engine(
     env: Mapping[str, Any],
     fake_llm_text: str,
     query: str | None,
+    plugins: PluginHost | None = None,
+    tool_credentials: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[GraphEngine, LLMCallLog]:
     start_id = dsl.start_id
     pool = VariablePool()
@@ -527,6 +648,8 @@ def build_engine(
         ),
         fake_llm_text=fake_llm_text,
         llm_log=llm_log,
+        plugins=plugins or PluginHost(),
+        tool_credentials=[DslToolCredential.model_validate(c) for c in tool_credentials],
     )
     graph = Graph.init(graph_config=dsl.graph, node_factory=factory, root_node_id=start_id)
     engine = GraphEngine(
@@ -654,10 +777,36 @@ def _check_nodes(dsl: LoadedDsl) -> list[str]:
                 problems.append(f"{where}: max_retries <= 10 and retry_interval <= 5000 ms")
         if data["type"] == "start":
             problems += _check_start(where, data)
+        if data["type"] == "tool":
+            problems += _check_tool(dsl, where, data)
         if data["type"] == "llm":
             provider = str(data.get("model", {}).get("provider", ""))
             if _find_plugin_id(provider=provider, dependencies=dsl.plan.dependencies) is None:
                 problems.append(f"{where}: no entry in dependencies provides {provider!r}")
+    return problems
+
+
+def _check_tool(dsl: LoadedDsl, where: str, data: Mapping[str, Any]) -> list[str]:
+    """A plugin tool node: a dependency provides it, and it passes what the tool declares."""
+    problems = []
+    node_data = ToolNodeData.model_validate(data)
+    plugins = [d for d in dsl.plan.dependencies if d.plugin_unique_identifier]
+    if _find_tool_plugin_id(node_data=node_data, dependencies=plugins) is None:
+        problems.append(f"{where}: no entry in dependencies provides {node_data.provider_id!r}")
+    tool = PluginHost().tool(node_data.provider_id, node_data.tool_name)
+    if tool is None:
+        return [*problems, f"{where}: the plugin declares no tool {node_data.tool_name!r}"]
+    declared = {p["name"]: p for p in tool.get("parameters") or []}
+    for key in node_data.tool_parameters:
+        if declared.get(key, {}).get("form") != "llm":
+            problems.append(f"{where}: tool_parameters.{key} is not an llm-form parameter")
+    for key in node_data.tool_configurations:
+        if declared.get(key, {}).get("form") != "form":
+            problems.append(f"{where}: tool_configurations.{key} is not a form parameter")
+    for name, parameter in declared.items():
+        given = node_data.tool_parameters if parameter["form"] == "llm" else {}
+        if parameter.get("required") and parameter["form"] == "llm" and name not in given:
+            problems.append(f"{where}: the required parameter {name} is not set")
     return problems
 
 
@@ -769,6 +918,10 @@ def _outputs(dsl: LoadedDsl, node: Mapping[str, Any]) -> set[str]:
             names = {v["label"] for v in data.get("loop_variables") or []} | {"loop_round"}
         case "answer":
             names = {"answer"}
+        case "tool":
+            tool = PluginHost().tool(str(data.get("provider_id")), str(data.get("tool_name")))
+            schema = (tool or {}).get("output_schema") or {}
+            names = TOOL_NODE_OUTPUTS | set(schema.get("properties") or {})
     if data.get("error_strategy"):
         names |= {"error_message", "error_type"}
     return names
@@ -949,11 +1102,27 @@ def run(
     env: Mapping[str, Any],
     fake_llm_text: str,
     query: str | None,
+    tool_credentials: Sequence[Mapping[str, Any]] = (),
+    plugin_dir: Path = PLUGIN_DIR,
 ) -> dict[str, Any]:
     dsl = load(path)
-    engine, llm_log = build_engine(
-        dsl, inputs=inputs, env=env, fake_llm_text=fake_llm_text, query=query
-    )
+    plugins = PluginHost(plugin_dir=plugin_dir)
+    try:
+        engine, llm_log = build_engine(
+            dsl,
+            inputs=inputs,
+            env=env,
+            fake_llm_text=fake_llm_text,
+            query=query,
+            plugins=plugins,
+            tool_credentials=tool_credentials,
+        )
+        return _run(engine, llm_log)
+    finally:
+        plugins.close()
+
+
+def _run(engine: GraphEngine, llm_log: LLMCallLog) -> dict[str, Any]:
     result: dict[str, Any] = {
         "status": "unknown",
         "outputs": {},
@@ -1020,6 +1189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     execute.add_argument("--env", default="{}", help="environment variable values, JSON object")
     execute.add_argument("--fake-llm-text", default="", help="what the fake LLM answers")
     execute.add_argument("--query", default=None, help="sys.query for chatflows")
+    execute.add_argument(
+        "--tool-credentials", default="[]", help="plugin tool credentials (DslToolCredential list)"
+    )
+    execute.add_argument(
+        "--plugin-dir", type=Path, default=PLUGIN_DIR, help="the Dify plugin (source or unpacked)"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -1037,6 +1212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=json.loads(args.env),
             fake_llm_text=args.fake_llm_text,
             query=args.query,
+            tool_credentials=json.loads(args.tool_credentials),
+            plugin_dir=args.plugin_dir,
         )
     except (RunnerError, ValueError) as exc:
         print(json.dumps({"status": "runner-error", "error": f"{type(exc).__name__}: {exc}"}))

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import PromptsDep, ProvidersDep, get_principal
 from app.api.schemas import PromptText
-from app.prompts.platforms import platform_warnings
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"], dependencies=[Depends(get_principal)])
 
@@ -70,51 +69,18 @@ async def expand_prompt(
 ) -> dict[str, Any]:
     """Screen and expand a prompt exactly as a task would, without generating anything."""
     name = body.provider or providers.default
-    capabilities = providers.get(name).capabilities
-    prompts.validate(style=body.style, template=body.template, platform=body.platform)
-    await prompts.screen(body.prompt)
-    expansion = await prompts.expand(
+    return await prompts.preview(
         body.prompt,
+        provider=name,
+        capabilities=providers.get(name).capabilities,
         style=body.style,
         template=body.template,
         platform=body.platform,
-        max_chars=capabilities.max_prompt_chars,
         negative_prompt=body.negative_prompt,
     )
-    await prompts.screen(expansion.expanded_prompt, what="expanded prompt")
-    warnings: list[str] = []
-    if expansion.fallback_reason:
-        warnings.append(f"{expansion.fallback_reason}; used the template expansion")
-    platform = None
-    if body.platform:
-        preset = prompts.platform_preset(body.platform)
-        platform = {"name": preset.name, **preset.fields()}
-        platform.setdefault("resolution", None)
-        warnings.extend(platform_warnings(preset, capabilities, provider=name))
-    if body.negative_prompt and not capabilities.negative_prompt:
-        warnings.append(f"{name} takes no negative prompt; it would be ignored")
-    return {
-        "expanded_prompt": expansion.expanded_prompt,
-        "expanded_by": expansion.expanded_by,
-        "negative_prompt": expansion.negative_prompt if capabilities.negative_prompt else None,
-        "provider": name,
-        "max_chars": capabilities.max_prompt_chars,
-        "platform": platform,
-        "warnings": warnings,
-    }
 
 
 @router.get("/catalog", response_model=PromptCatalog)
 async def prompt_catalog(prompts: PromptsDep) -> dict[str, Any]:
     """The templates, styles and platform presets this gateway knows."""
-    return {
-        "templates": [
-            {"name": t.name, "aliases": list(t.aliases), "title": t.title.en, "style": t.style}
-            for t in prompts.list_templates()
-        ],
-        "styles": [{"name": s.name, "aliases": list(s.aliases)} for s in prompts.list_styles()],
-        "platforms": [
-            {"name": p.name, "aliases": list(p.aliases), **p.fields()}
-            for p in prompts.list_platforms()
-        ],
-    }
+    return prompts.listing()

@@ -1,0 +1,167 @@
+"""The gateway's public HTTP API as the plugin's tools call it, and the messages they answer with.
+
+One small synchronous client (the Dify plugin runtime runs tools in gevent-patched threads, so
+``httpx.Client`` does not block other invocations). Every gateway error body
+``{"error": {"code", "message"}}`` becomes a :class:`GatewayError` whose text names the code and
+the message, never the token.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import httpx
+from dify_plugin.entities.tool import ToolInvokeMessage
+from dify_plugin.interfaces.tool import Tool
+
+USER_AGENT = "dify-video-gateway-plugin/0.1.0"
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+#: The gateway answers a long-poll after at most 60 s; ask for less so a slow network still fits.
+LONG_POLL_S = 25.0
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class GatewayError(Exception):
+    """The gateway refused or could not be reached; ``code`` is the gateway's error code."""
+
+    def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
+        where = f"HTTP {status} {code}" if status is not None else code
+        super().__init__(f"{where}: {message}")
+        self.code = code
+        self.status = status
+
+
+class Gateway:
+    def __init__(self, credentials: Mapping[str, Any]) -> None:
+        base_url = str(credentials.get("base_url") or "").strip().rstrip("/")
+        token = str(credentials.get("token") or "").strip()
+        if not base_url.startswith(("http://", "https://")):
+            raise GatewayError(
+                "the gateway base URL must start with http:// or https://", code="bad_credentials"
+            )
+        if not token:
+            raise GatewayError("the API token is empty", code="bad_credentials")
+        self.base_url = base_url
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(30.0, connect=10.0),
+        )
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        wait_s: float = 0.0,
+    ) -> Any:
+        try:
+            timeout = httpx.Timeout(30.0 + wait_s, connect=10.0)
+            response = self._client.request(method, path, json=json, params=params, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise GatewayError(
+                f"the gateway at {self.base_url} did not answer in time", code="timeout"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise GatewayError(
+                f"cannot reach the gateway at {self.base_url} ({type(exc).__name__})",
+                code="unreachable",
+            ) from exc
+        if response.status_code >= 400:
+            code, message = "http_error", response.text[:300]
+            try:
+                error = response.json()["error"]
+                code, message = str(error["code"]), str(error["message"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise GatewayError(message, code=code, status=response.status_code)
+        return response.json()
+
+    # --- the calls the tools make -----------------------------------------------------------
+
+    def check(self) -> None:
+        """A cheap authenticated call: proves the URL and the token."""
+        self.call("GET", "/v1/tasks", params={"limit": 1})
+
+    def create_task(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        task: dict[str, Any] = self.call("POST", "/v1/tasks", json=body)
+        return task
+
+    def get_task(self, task_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
+        if not _TASK_ID.match(task_id):
+            raise GatewayError(f"{task_id!r} is not a task id", code="validation_error")
+        params = {"wait_s": wait_s} if wait_s > 0 else None
+        path = f"/v1/tasks/{task_id}"
+        task: dict[str, Any] = self.call("GET", path, params=params, wait_s=wait_s)
+        return task
+
+    def wait(self, task: dict[str, Any], max_wait_s: float) -> dict[str, Any]:
+        """Long-poll ``task`` until it ends or ``max_wait_s`` has passed; the latest state."""
+        deadline = time.monotonic() + max_wait_s
+        while task.get("status") not in TERMINAL:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            task = self.get_task(str(task["id"]), wait_s=min(LONG_POLL_S, remaining))
+        return task
+
+    def expand(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/prompts/expand", json=body)
+        return result
+
+
+def task_outputs(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What a workflow reads from a task; fields the gateway does not send yet are empty."""
+    return {
+        "task_id": task.get("id") or "",
+        "status": task.get("status") or "",
+        "progress": task.get("progress") or 0,
+        "video_url": task.get("video_url") or "",
+        "thumbnail_url": task.get("thumbnail_url") or "",
+        "expires_at": task.get("expires_at") or "",
+        "provider": task.get("provider") or "",
+        "prompt": task.get("prompt") or "",
+        "expanded_prompt": task.get("expanded_prompt") or "",
+        "error": task.get("error"),
+    }
+
+
+def task_messages(tool: Tool, task: Mapping[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+    """The messages a task answers with: variables for workflows, JSON, and a line for chats.
+
+    A failed or cancelled task raises :class:`GatewayError`, so that the tool node fails (and
+    takes its fail branch) instead of passing on an empty URL.
+    """
+    outputs = task_outputs(task)
+    if outputs["status"] in {"failed", "cancelled"}:
+        error = outputs["error"] or {}
+        raise GatewayError(
+            f"task {outputs['task_id']} {outputs['status']}: "
+            f"{error.get('message') or 'no reason given'}",
+            code=str(error.get("code") or outputs["status"]),
+        )
+    for name in ("video_url", "task_id", "status", "progress", "thumbnail_url"):
+        yield tool.create_variable_message(name, outputs[name])
+    yield tool.create_json_message(outputs)
+    if outputs["status"] == "succeeded":
+        yield tool.create_link_message(outputs["video_url"])
+        yield tool.create_text_message(
+            f"Video ready: {outputs['video_url']} (task {outputs['task_id']}; the link expires at "
+            f"{outputs['expires_at'] or 'the gateway-configured time'})."
+        )
+    else:
+        yield tool.create_text_message(
+            f"The video is still being generated (task {outputs['task_id']}, {outputs['status']}, "
+            f"{outputs['progress']}%). Check it later with Get video and this task id."
+        )
