@@ -9,6 +9,9 @@ client pay twice. Tasks are created at a steady pace (a client that retries a fa
 another replica with the same Idempotency-Key, as Dify does) while every 5 s one random replica
 is killed with SIGKILL and started again. Then every task is waited for.
 
+A kill is skipped when fewer than two replicas are up (the others still restarting), so the
+takeover figure measures takeover, not restart time (printed separately).
+
 Printed: tasks ended / lost, Ark jobs per task (max), orphan jobs (paid for, but no task
 delivered their video), and takeover time (SIGKILL → the dead replica's tasks held by another
 replica, read from the database every 50 ms) p50 / p95. Targets: 0 lost, at most 1 job per task,
@@ -110,7 +113,7 @@ class Watcher(threading.Thread):
 
 def create(gateways: list[GatewayProcess], name: str, rng: random.Random) -> str | None:
     """Create a task on a live replica; retry elsewhere with the same Idempotency-Key."""
-    for _ in range(40):
+    for _ in range(240):  # up to a minute: every replica may be restarting at once
         gateway = rng.choice([g for g in gateways if g.alive] or gateways)
         try:
             response = httpx.post(
@@ -186,16 +189,36 @@ def main() -> int:
         creating = threading.Thread(target=feed, daemon=True)
         creating.start()
         kills = 0
+        restarts: list[float] = []
+        restarting: list[threading.Thread] = []
+
+        def restart(gateway: GatewayProcess) -> None:
+            started = time.monotonic()
+            gateway.start(timeout_s=120)
+            restarts.append(time.monotonic() - started)
+            instances[gateway.port] = httpx.get(f"{gateway.base_url}/healthz").json()["instance"]
+
+        skipped = 0
         end = time.monotonic() + args.minutes * 60
         while time.monotonic() < end:
             time.sleep(args.kill_every)
-            victim = rng.choice(gateways)
+            alive = [g for g in gateways if g.alive]
+            if len(alive) < 2:
+                # Takeover needs a survivor: a round with one replica left (the others still
+                # starting) is skipped rather than measuring how long a restart takes.
+                skipped += 1
+                continue
+            victim = rng.choice(alive)
             killed_at = time.monotonic()
             victim.kill()
             watcher.killed(killed_at, instances[victim.port])
             kills += 1
-            victim.start()
-            instances[victim.port] = httpx.get(f"{victim.base_url}/healthz").json()["instance"]
+            # Restarted in the background, so the next kill comes on schedule.
+            thread = threading.Thread(target=restart, args=(victim,), daemon=True)
+            thread.start()
+            restarting.append(thread)
+        for thread in restarting:
+            thread.join()
         creating.join()
 
         deadline = time.monotonic() + 300
@@ -233,12 +256,17 @@ def main() -> int:
         ("Ark jobs per task (max)", str(max(jobs.values(), default=0)), "≤ 1"),
         ("Ark jobs in all", str(sum(jobs.values())), ""),
         ("orphan jobs (paid, not delivered)", str(len(orphans)), "0"),
-        ("replicas killed (SIGKILL)", str(kills), ""),
+        ("replicas killed (SIGKILL)", f"{kills} ({skipped} rounds skipped: < 2 up)", ""),
         ("tasks taken over", str(len(takeovers)), ""),
         ("takeover p50", pct(0.5), ""),
         ("takeover p95", pct(0.95), "≤ 5 s"),
         ("takeover max", f"{takeovers[-1]:.2f} s" if takeovers else "-", ""),
-        ("creates answered late (30 %)", str(round(args.slow_ratio * sum(jobs.values()))), ""),
+        ("creates answered late (after the job was made)", str(state.slow_answers), ""),
+        (
+            "replica restart (start to healthy) p50",
+            f"{sorted(restarts)[len(restarts) // 2]:.1f} s" if restarts else "-",
+            "",
+        ),
         ("callbacks", "off" if args.no_callbacks else "on (to replica 0)", ""),
     ]
     width = max(len(r[0]) for r in rows)

@@ -132,6 +132,7 @@ class ArkState:
     # Every create: with this probability, take the job, then hold the answer slow_answer_s.
     slow_answer_ratio: float = 0.0
     slow_answer_s: float = 0.0
+    slow_answers: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def fail_next(
@@ -435,6 +436,7 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         if held is not None:
             await asyncio.sleep(held.hold_s)  # the job exists; the answer is late
         elif state.slow_answer_ratio and state.rng.random() < state.slow_answer_ratio:
+            state.slow_answers += 1
             await asyncio.sleep(state.slow_answer_s)
         return JSONResponse({"id": task_id})
 
