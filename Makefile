@@ -6,7 +6,7 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lint-worker test-gateway test-worker clean
+.PHONY: run test lint lint-worker test-gateway test-worker cjk-font clean
 
 # The CogVideoX worker's own venv: Python 3.11, so pip takes the CPU torch wheel on disk.
 .venv-worker/.installed: worker/requirements.txt worker/requirements-dev.txt
@@ -46,8 +46,12 @@ lint-worker: .venv-worker/.installed
 	.venv-worker/bin/ruff format --check worker bench/gpu_cogvideox.py
 	.venv-worker/bin/mypy --strict worker bench/gpu_cogvideox.py
 
+# Chinese prompts and subtitles are rendered in tests: a CJK font must exist (installed if not).
+cjk-font:
+	scripts/ensure-cjk-font
+
 # The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py).
-test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed
+test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed cjk-font
 	$(VENV)/bin/python -m pytest tests -q
 
 test-worker: .venv-worker/.installed
