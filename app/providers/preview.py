@@ -30,6 +30,7 @@ from app.media.fonts import load_font, wrap_text
 from app.providers.base import (
     ASPECT_RATIOS,
     Capabilities,
+    ClipLimits,
     GenerationRequest,
     JobState,
     JobStatus,
@@ -70,6 +71,9 @@ class PreviewProvider:
             max_prompt_chars=2000,
             max_concurrency=concurrency,
             idempotent_submit=True,
+            # It could render longer, but like a hosted provider's longest clip, so that long
+            # videos take the same shot-by-shot path here as in production.
+            clips=ClipLimits(min_ms=500, max_ms=12000, step_ms=1),
         )
         self._out_dir = out_dir
         self._short_side = short_side

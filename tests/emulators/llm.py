@@ -7,10 +7,12 @@ string, ``messages`` a non-empty list of ``{role, content}`` with a known role a
 content, ``temperature`` within 0..2, ``max_tokens`` positive, no streaming).
 
 By default a chat answer is a deterministic expansion of the first line of the last user
-message. Tests script the next answers with :meth:`LlmEmulator.script` — any content (empty,
-whitespace, a refusal, fenced, quoted, with a preamble, very long), a ``refusal`` field, a
-``finish_reason``, an HTTP error (429/500 with ``Retry-After``) or a delay (a slow answer
-that stops early when the client hangs up). Every request is recorded, rejected ones too.
+message — or, when the system prompt asks for a storyboard or a caption as JSON, a valid one
+(``storyboard_answer``, ``caption_answer``). Tests script the next answers with
+:meth:`LlmEmulator.script` — any content (empty, whitespace, a refusal, fenced, quoted, with a
+preamble, very long), a ``refusal`` field, a ``finish_reason``, an HTTP error (429/500 with
+``Retry-After``) or a delay (a slow answer that stops early when the client hangs up).
+Every request is recorded, rejected ones too.
 
 Moderation flags an input containing one of ``moderation_triggers`` (case-insensitive) with
 the trigger's categories. Multi-modal input (``omni-moderation``: a list of ``{"type": "text",
@@ -27,6 +29,7 @@ import base64
 import binascii
 import io
 import itertools
+import json
 import re
 import threading
 import time
@@ -70,12 +73,68 @@ class Recorded:
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
+    """What the model says when nothing is scripted: a storyboard or a caption (JSON) when the
+    system prompt asks for one (the gateway's own system prompts), else an expansion."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    if '"shots"' in system:
+        return storyboard_answer(str(user))
+    if '"hashtags"' in system:
+        return caption_answer(str(user))
     first = str(user).strip().splitlines()[0] if str(user).strip() else "a scene"
     idea = re.sub(r"^[^:：]{1,20}[:：]\s*", "", first).strip()
     if re.search(r"[\u4e00-\u9fff]", idea):
         return f"{idea}。光线柔和，细节丰富，镜头缓缓推进。"
     return f"{idea}. Soft natural light, rich detail, the camera slowly pushes in."
+
+
+def _field(user: str, *names: str) -> str:
+    for name in names:
+        match = re.search(rf"^{name}\s*[:：]\s*(.+)$", user, re.M)
+        if match:
+            return match.group(1).strip()
+    return ""
+
+
+def storyboard_answer(user: str) -> str:
+    """A valid storyboard for the asked number of shots, each repeating the same character,
+    setting and style (what a good model does)."""
+    idea = _field(user, "Idea", "创意") or "a scene"
+    count = int(_field(user, "Shots", "镜头数") or 1)
+    zh = bool(re.search(r"[\u4e00-\u9fff]", idea))
+    if zh:
+        bible = {"characters": "穿红色雨衣的小女孩", "setting": "海边小镇", "style": "水彩动画风格"}
+        shots = [
+            {
+                "prompt": f"{idea}，第{i + 1}幕：穿红色雨衣的小女孩在海边小镇，水彩动画风格",
+                "subtitle": f"{idea}（{i + 1}）",
+            }
+            for i in range(count)
+        ]
+    else:
+        bible = {"characters": "a girl in a red raincoat", "setting": "a seaside town",
+                 "style": "watercolor animation"}  # fmt: skip
+        shots = [
+            {
+                "prompt": f"{idea}, part {i + 1}: a girl in a red raincoat in a seaside town, "
+                "watercolor animation",
+                "subtitle": f"{idea} ({i + 1})",
+            }
+            for i in range(count)
+        ]
+    return json.dumps({**bible, "shots": shots}, ensure_ascii=False)
+
+
+def caption_answer(user: str) -> str:
+    idea = _field(user, "Video idea", "视频创意") or "a scene"
+    if re.search(r"[\u4e00-\u9fff]", idea):
+        return json.dumps(
+            {"caption": f"{idea}，看到最后有惊喜！", "hashtags": ["#AI视频", "#治愈", "#日常"]},
+            ensure_ascii=False,
+        )
+    return json.dumps(
+        {"caption": f"{idea} - watch till the end!", "hashtags": ["#aivideo", "#calm", "#daily"]}
+    )
 
 
 def mostly_red(image: Image.Image) -> list[str]:
