@@ -6,7 +6,7 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lint-worker test-gateway test-worker clean browser dify-plugin
+.PHONY: run test lint lint-worker test-gateway test-worker clean browser cjk-font dify-plugin
 
 # The CogVideoX worker's own venv: Python 3.11, so pip takes the CPU torch wheel on disk.
 .venv-worker/.installed: worker/requirements.txt worker/requirements-dev.txt
@@ -62,9 +62,14 @@ lint-worker: .venv-worker/.installed
 browser:
 	scripts/install-chromium
 
+# Chinese prompts and subtitles are rendered in tests: a CJK font must exist (installed if not).
+cjk-font:
+	scripts/ensure-cjk-font
+
 # The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py), and
 # the Dify plugin in its own environment (tests/dify/test_plugin.py).
-test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed .venv-plugin/.installed browser
+test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed .venv-plugin/.installed \
+		browser cjk-font
 	$(VENV)/bin/python -m pytest tests -q
 
 test-worker: .venv-worker/.installed

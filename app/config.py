@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 _PLACEHOLDER = re.compile(
@@ -199,8 +207,18 @@ class PromptsSettings(Section):
     default_negative_prompt: str = (
         "blurry, low quality, distorted, deformed, extra limbs, watermark, text artifacts"
     )
+    # Screen finished CogVideoX and preview videos (sampled frames) before publishing them.
+    moderate_output: bool = False
+    moderate_output_frames: int = Field(4, ge=1, le=32)
 
     _check = field_validator("moderation_api_key")(lambda cls, v: _refuse_placeholder(v))
+
+    @field_validator("moderate_output")
+    @classmethod
+    def _output_needs_endpoint(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("moderation_url"):
+            raise ValueError("true needs [prompts] moderation_url")
+        return value
 
 
 class ProvidersSettings(Section):

@@ -21,7 +21,8 @@ The tree::
     │   ├── ProviderOutcomeUnknownError 502 provider_outcome_unknown (a create's answer was
     │   │                                 lost: the job may exist; never re-sent or fallen back)
     │   └── ProviderTimeoutError    504 provider_timeout
-    └── UnavailableError            503 unavailable        (store / storage down)
+    ├── UnavailableError            503 unavailable        (store / storage down)
+    └── MediaError                  500 media_error        (ffmpeg could not process a video)
 
 Provider adapters raise these (``raise ... from exc``) so that the pipeline and the HTTP
 layer never see a vendor exception.
@@ -144,6 +145,13 @@ class UnavailableError(AppError):
     default_retryable = True
 
 
+class MediaError(AppError):
+    """ffmpeg could not read, join or render a video (``app.media``). Retryable after a timeout."""
+
+    status_code = 500
+    code = "media_error"
+
+
 _BY_CODE: dict[str, type[AppError]] = {
     cls.code: cls
     for cls in (
@@ -161,6 +169,7 @@ _BY_CODE: dict[str, type[AppError]] = {
         ProviderOutcomeUnknownError,
         ProviderTimeoutError,
         UnavailableError,
+        MediaError,
     )
 }
 

@@ -107,6 +107,16 @@ class StylePreset:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CaptionRules:
+    """How a caption for a platform looks: its length (hashtags not counted), how many
+    hashtags, and the tone to write in."""
+
+    max_chars: int = 150
+    hashtags: int = 5
+    tone: Localized = Localized("natural and engaging", "自然、有吸引力")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlatformPreset:
     """Where the video will be published: the request fields it implies and how to frame it."""
 
@@ -116,6 +126,7 @@ class PlatformPreset:
     resolution: str | None
     framing: Localized
     aliases: tuple[str, ...] = ()
+    caption: CaptionRules = CaptionRules()
 
     def fields(self) -> dict[str, Any]:
         """The request fields this preset sets (when the request did not set them)."""
@@ -242,6 +253,20 @@ def load_template_dir(directory: Path) -> list[Template]:
     return templates
 
 
+def _caption_rules(data: Any, *, where: str) -> CaptionRules:
+    if data is None:
+        return CaptionRules()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with max_chars, hashtags, tone")
+    return CaptionRules(
+        max_chars=int(data.get("max_chars", CaptionRules.max_chars)),
+        hashtags=int(data.get("hashtags", CaptionRules.hashtags)),
+        tone=Localized.parse(data["tone"], where=f"{where}: tone")
+        if data.get("tone")
+        else CaptionRules.tone,
+    )
+
+
 def _builtin(file: str) -> list[Mapping[str, Any]]:
     data = _load_yaml(BUILTIN_DIR / file)
     assert isinstance(data, list)
@@ -277,6 +302,7 @@ class Catalog:
                     resolution=item.get("resolution"),
                     framing=Localized.parse(item["framing"], where=where),
                     aliases=_strings(item.get("aliases"), where=where),
+                    caption=_caption_rules(item.get("caption"), where=f"{where}: caption"),
                 )
             )
         templates: Registry[Template] = Registry("template")

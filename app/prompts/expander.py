@@ -169,16 +169,41 @@ class LlmExpander:
 
     async def expand(self, brief: Brief) -> str:
         """The cleaned expansion (not yet trimmed); :class:`LlmError` when there is none."""
+        raw = await self.complete(
+            self.system_prompt(brief.lang),
+            brief.user_message(),
+            max_tokens=self._max_tokens or max(256, brief.max_chars * 2),
+            what="expand the prompt",
+        )
+        text = clean_answer(raw)
+        if not text:
+            raise LlmError("the LLM answered with an empty prompt")
+        if looks_like_refusal(text):
+            raise LlmError("the LLM refused to expand the prompt")
+        return text
+
+    async def complete(
+        self,
+        system: str,
+        user: str,
+        *,
+        max_tokens: int,
+        what: str,
+        temperature: float | None = None,
+    ) -> str:
+        """One chat completion's raw text, bounded by ``timeout_s``; :class:`LlmError` when the
+        call fails, is refused or comes back empty. ``what`` words the refusal ("write a
+        storyboard"). Storyboards and captions use it too."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 completion = await self._client.chat.completions.create(
                     model=self.model,
                     messages=[
-                        {"role": "system", "content": self.system_prompt(brief.lang)},
-                        {"role": "user", "content": brief.user_message()},
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": user},
                     ],
-                    temperature=self._temperature,
-                    max_tokens=self._max_tokens or max(256, brief.max_chars * 2),
+                    temperature=self._temperature if temperature is None else temperature,
+                    max_tokens=max_tokens,
                 )
         except TimeoutError:
             raise LlmError(f"the LLM did not answer within {self.timeout_s:g} s") from None
@@ -189,13 +214,15 @@ class LlmExpander:
         choice = completion.choices[0]
         message = choice.message
         if message.refusal or choice.finish_reason == "content_filter":
-            raise LlmError("the LLM refused to expand the prompt")
-        text = clean_answer(message.content or "")
-        if not text:
-            raise LlmError("the LLM answered with an empty prompt")
-        if looks_like_refusal(text):
-            raise LlmError("the LLM refused to expand the prompt")
-        return text
+            raise LlmError(f"the LLM refused to {what}")
+        if not (message.content or "").strip():
+            raise LlmError("the LLM answered with an empty text")
+        return message.content or ""
+
+    @property
+    def max_tokens(self) -> int | None:
+        """``[llm] max_tokens`` (``None``: sized per call)."""
+        return self._max_tokens
 
     async def aclose(self) -> None:
         await self._client.close()

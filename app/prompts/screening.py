@@ -16,13 +16,19 @@ match ``heroin``; ``h e r o i n`` does. Rejections name the category, never the 
 
 The moderation hook posts ``{"input": text, "model"?: ...}`` to an OpenAI-compatible
 ``/v1/moderations`` endpoint and rejects when a result is ``flagged``, naming its categories.
+Finished videos are screened the same way, frame by frame, as image inputs
+(``[{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,…"}}]``, the
+``omni-moderation`` form); ``app.media.moderation`` samples the frames.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +177,10 @@ class WordList:
         return True
 
 
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 class ModerationClient:
     """An OpenAI-compatible ``/v1/moderations`` endpoint, for operators who have one."""
 
@@ -196,7 +206,27 @@ class ModerationClient:
 
     async def flagged_categories(self, text: str) -> list[str] | None:
         """The flagged categories (possibly ``["flagged"]``), or ``None`` when not flagged."""
-        payload: dict[str, Any] = {"input": text}
+        return await self._ask(text, what="prompt")
+
+    async def flagged_image_categories(
+        self, images: Sequence[bytes], *, mime: str = "image/jpeg"
+    ) -> list[str] | None:
+        """Like :meth:`flagged_categories` for images: one request per image (the
+        endpoint's multi-modal input takes one image at a time), sent concurrently."""
+        answers = await asyncio.gather(
+            *(
+                self._ask(
+                    [{"type": "image_url", "image_url": {"url": data_url(image, mime)}}],
+                    what="video",
+                )
+                for image in images
+            )
+        )
+        found = sorted({name for answer in answers if answer for name in answer})
+        return found or None
+
+    async def _ask(self, moderated: str | list[dict[str, Any]], *, what: str) -> list[str] | None:
+        payload: dict[str, Any] = {"input": moderated}
         if self._model:
             payload["model"] = self._model
         try:
@@ -211,7 +241,7 @@ class ModerationClient:
                 else type(exc).__name__
             )
             if self._fail_open:
-                logger.warning("moderation endpoint failed (%s); letting the prompt pass", reason)
+                logger.warning("moderation endpoint failed (%s); letting the %s pass", reason, what)
                 return None
             raise UnavailableError(f"the moderation endpoint failed ({reason})") from exc
         if not flagged:

@@ -17,6 +17,9 @@ The pipeline and the routes only talk to :class:`PromptService`:
   target provider's ``capabilities.max_prompt_chars``) and ends on a sentence when it can.
 * ``platform_preset(name)`` / ``apply_platform(...)`` fill aspect ratio, duration and
   resolution from a platform preset, with warnings for what a provider cannot honour.
+* ``storyboard(prompt, total_ms, limits)`` plans a long video's shots (``storyboard.py``);
+  ``caption(prompt, platform=...)`` writes a caption with hashtags (``captions.py``). Both use
+  the LLM when configured and fall back to deterministic versions.
 
 Unknown style, template or platform names raise ``ValidationError`` (422) naming the known ones.
 """
@@ -29,11 +32,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.errors import UnavailableError
+from app.prompts.captions import Caption, write_caption
 from app.prompts.catalog import Catalog, PlatformPreset, StylePreset, Template
 from app.prompts.expander import Brief, LlmError, LlmExpander
 from app.prompts.platforms import apply_platform, platform_warnings
 from app.prompts.screening import Screener
-from app.prompts.text import Lang, prompt_language, trim_prompt
+from app.prompts.storyboard import ClipLimits, Storyboard, plan_storyboard
+from app.prompts.text import Lang, compose, prompt_language, trim_prompt
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -59,28 +64,6 @@ class Expansion:
     negative_prompt: str | None = None
     #: Why the LLM was not used although it was asked for (``None`` when it was, or not asked).
     fallback_reason: str | None = None
-
-
-def _sentence(text: str, lang: Lang) -> str:
-    text = text.strip().rstrip("，,;；:：")
-    end = "。" if lang == "zh" else "."
-    return text if text.endswith(("。", "！", "？", ".", "!", "?")) else text + end
-
-
-def _compose(core: str, extras: list[str], lang: Lang, max_chars: int) -> str:
-    """``core`` followed by ``extras`` (style, framing), trimming the core first so that the
-    extras survive a tight limit."""
-    sep = "，" if lang == "zh" else ", "
-    tail = sep.join(e.strip() for e in extras if e.strip())
-    core = core.strip().rstrip("。.!！?？,，")
-    full = _sentence(core + (sep + tail if tail else ""), lang)
-    if len(full) <= max_chars or not tail:
-        return trim_prompt(full, max_chars)
-    budget = max_chars - len(sep) - len(_sentence(tail, lang))
-    if budget < max_chars // 2:
-        return trim_prompt(full, max_chars)
-    short = trim_prompt(core, budget).rstrip("。.!！?？,，")
-    return trim_prompt(_sentence(short + sep + tail, lang), max_chars)
 
 
 class PromptService:
@@ -270,7 +253,50 @@ class PromptService:
         extras = [p.text.get(lang) for p in (style,) if p] + [
             p.framing.get(lang) for p in (platform,) if p
         ]
-        return _compose(core, extras, lang, max_chars)
+        return compose(core, extras, lang, max_chars)
+
+    # --- long videos and content packages ----------------------------------------------------
+
+    async def storyboard(
+        self,
+        prompt: str,
+        total_ms: int,
+        limits: ClipLimits,
+        *,
+        style: str | None = None,
+        platform: str | None = None,
+        max_chars: int = 2000,
+        shots: int | None = None,
+    ) -> Storyboard:
+        """Shots for a long video of ``prompt`` (``app.prompts.storyboard``): the LLM's
+        storyboard when one is configured, else (or when it fails) the deterministic split.
+        With ``[llm] required = true`` an LLM failure is ``UnavailableError`` instead."""
+        lang = prompt_language(prompt)
+        extras = []
+        if style:
+            extras.append(self.style(style).text.get(lang))
+        if platform:
+            extras.append(self.platform_preset(platform).framing.get(lang))
+        board = await plan_storyboard(
+            prompt, total_ms, limits, llm=self.llm, max_chars=max_chars, extras=extras, shots=shots
+        )
+        if board.fallback_reason and self._llm_required:
+            raise UnavailableError(
+                f"storyboard failed: {board.fallback_reason} ([llm] required = true)"
+            )
+        return board
+
+    async def caption(
+        self, prompt: str, *, platform: str | None = None, style: str | None = None
+    ) -> Caption:
+        """A platform-ready caption with hashtags in the prompt's language
+        (``app.prompts.captions``); the template when there is no LLM or it fails."""
+        return await write_caption(
+            prompt,
+            platform=self.platform_preset(platform) if platform else None,
+            style=self.style(style) if style else None,
+            llm=self.llm,
+        )
 
     async def preview(
         self,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
 Lang = Literal["en", "zh"]
 
@@ -184,3 +185,58 @@ def trim_prompt(text: str, max_chars: int) -> str:
         body = text[:room]
     body = body.rstrip(" \t\n" + _CLAUSE_ENDS + "-—–")
     return body + terminator
+
+
+def sentence(text: str, lang: Lang) -> str:
+    """``text`` ending on a sentence mark (``。`` for Chinese, ``.`` otherwise)."""
+    text = text.strip().rstrip("，,;；:：")
+    end = "。" if lang == "zh" else "."
+    return text if text.endswith(("。", "！", "？", ".", "!", "?")) else text + end
+
+
+def compose(core: str, extras: list[str], lang: Lang, max_chars: int) -> str:
+    """``core`` followed by ``extras`` (style, framing), trimming the core first so that the
+    extras survive a tight limit."""
+    sep = "，" if lang == "zh" else ", "
+    tail = sep.join(e.strip() for e in extras if e.strip())
+    core = core.strip().rstrip("。.!！?？,，")
+    full = sentence(core + (sep + tail if tail else ""), lang)
+    if len(full) <= max_chars or not tail:
+        return trim_prompt(full, max_chars)
+    budget = max_chars - len(sep) - len(sentence(tail, lang))
+    if budget < max_chars // 2:
+        return trim_prompt(full, max_chars)
+    short = trim_prompt(core, budget).rstrip("。.!！?？,，")
+    return trim_prompt(sentence(short + sep + tail, lang), max_chars)
+
+
+# --- JSON answers ----------------------------------------------------------------------------
+
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+def parse_json_answer(raw: str) -> Any:
+    """The JSON object or list in an LLM's answer, or ``None``.
+
+    Models wrap JSON in reasoning, code fences or a sentence, and some leave a trailing comma;
+    this takes the outermost ``{…}`` (or ``[…]``) after removing ``<think>`` blocks and fences,
+    and retries once without trailing commas.
+    """
+    text = _THINK.sub("", raw.replace("\r\n", "\n"))
+    fence = _FENCE.search(text)
+    if fence:
+        text = fence.group(1)
+    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    if not starts:
+        return None
+    start = min(starts)
+    end = text.rfind("}" if text[start] == "{" else "]")
+    if end <= start:
+        return None
+    candidate = text[start : end + 1]
+    for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+        try:
+            return json.loads(attempt)
+        except ValueError:
+            continue
+    return None

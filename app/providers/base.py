@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -87,6 +87,40 @@ class VideoStream(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClipLimits:
+    """Clip lengths a provider makes in one job: every ``step_ms`` from ``min_ms`` to
+    ``max_ms``, or only the lengths in ``allowed_ms`` when given."""
+
+    min_ms: int
+    max_ms: int
+    step_ms: int = 1000
+    allowed_ms: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_ms <= self.max_ms) or self.step_ms <= 0:
+            raise ValueError("ClipLimits needs 0 < min_ms <= max_ms and step_ms > 0")
+
+    @classmethod
+    def only(cls, lengths_ms: Iterable[int]) -> ClipLimits:
+        """Limits allowing exactly ``lengths_ms`` (e.g. Jimeng's 5 s and 10 s)."""
+        allowed = tuple(sorted(set(lengths_ms)))
+        return cls(min_ms=allowed[0], max_ms=allowed[-1], allowed_ms=allowed)
+
+    def choices(self) -> list[int]:
+        if self.allowed_ms:
+            return sorted(set(self.allowed_ms))
+        return list(range(self.min_ms, self.max_ms + 1, self.step_ms))
+
+    @property
+    def longest_ms(self) -> int:
+        return self.choices()[-1]
+
+    def fit(self, duration_ms: int) -> int:
+        """The clip length nearest to ``duration_ms`` (halves up)."""
+        return min(self.choices(), key=lambda c: (abs(c - duration_ms), -c))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Capabilities:
     image_input: bool = False
     last_frame: bool = False
@@ -98,6 +132,8 @@ class Capabilities:
     idempotent_submit: bool = False
     # How long ``find_job`` may look for a job whose create answer was lost (0: it cannot).
     find_window_s: float = 0.0
+    #: The clip lengths one job can make (a long video is planned as shots of these).
+    clips: ClipLimits = ClipLimits(min_ms=1000, max_ms=10000)
 
 
 class VideoProvider(Protocol):

@@ -26,7 +26,13 @@ from app.errors import (
     UnavailableError,
     ValidationError,
 )
-from app.providers.base import Capabilities, GenerationRequest, JobState, JobStatus
+from app.providers.base import (
+    Capabilities,
+    ClipLimits,
+    GenerationRequest,
+    JobState,
+    JobStatus,
+)
 from app.providers.download import UrlStream, open_url_stream
 from app.providers.http import RetryPolicy, describe_transport_error, send
 
@@ -109,6 +115,10 @@ class CogVideoXProvider:
             # Workers dedupe on our task id; find_job asks every worker first after a restart.
             idempotent_submit=True,
             find_window_s=1.0,
+            clips=ClipLimits.only(
+                round(frames * 1000 / settings.fps)
+                for frames in range(9, settings.max_frames + 1, 8)
+            ),
         )
         self.deadline_s = settings.deadline_s
 

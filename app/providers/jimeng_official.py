@@ -35,6 +35,7 @@ from app.providers import volc_sign
 from app.providers.base import (
     ASPECT_RATIOS,
     Capabilities,
+    ClipLimits,
     GenerationRequest,
     JobState,
     JobStatus,
@@ -137,6 +138,7 @@ class JimengOfficialProvider:
             max_prompt_chars=MAX_PROMPT_CHARS,
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
+            clips=ClipLimits.only((5000, 10000)),
         )
 
     # -- planning ---------------------------------------------------------------------------

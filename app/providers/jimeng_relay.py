@@ -43,6 +43,7 @@ from app.errors import (
 from app.providers.base import (
     ASPECT_RATIOS,
     Capabilities,
+    ClipLimits,
     GenerationRequest,
     JobState,
     JobStatus,
@@ -138,6 +139,7 @@ class JimengRelayProvider:
             max_prompt_chars=800,  # what the official API accepts
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
+            clips=ClipLimits.only((5000, 10000)),
         )
 
     def plan(self, request: GenerationRequest) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Frames are drawn with Pillow and piped as raw RGB into the ffmpeg binary shipped
 ``imageio-ffmpeg`` (H.264, yuv420p, ``+faststart``). Rendering runs in a thread, so the event
 loop never waits on it. Geometry: the short side is ``[preview] height`` (480 by default), the
 long side follows the aspect ratio, both even; frames = round(duration_ms × fps / 1000).
+The prompt is drawn with a font fontconfig finds for its script (``app.media.fonts``): a
+Chinese prompt without any CJK font installed fails the render with a message saying so.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import datetime as dt
 import math
 import subprocess
-import textwrap
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import imageio_ffmpeg
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from app.errors import ProviderError, ValidationError
+from app.media.files import FileStream
+from app.media.fonts import load_font, wrap_text
 from app.providers.base import (
     ASPECT_RATIOS,
     Capabilities,
+    ClipLimits,
     GenerationRequest,
     JobState,
     JobStatus,
@@ -35,8 +39,6 @@ from app.providers.base import (
 if TYPE_CHECKING:
     from app.config import Settings
     from app.providers.registry import ProviderDeps
-
-CHUNK = 1 << 20
 
 
 def frame_size(aspect_ratio: str, short_side: int = 480) -> tuple[int, int]:
@@ -59,22 +61,6 @@ class _Job:
     cancel: threading.Event
 
 
-class FileStream:
-    """Read a local file in 1 MiB chunks off the event loop."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.size: int | None = path.stat().st_size
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        fh = await asyncio.to_thread(self.path.open, "rb")
-        try:
-            while chunk := await asyncio.to_thread(fh.read, CHUNK):
-                yield chunk
-        finally:
-            fh.close()
-
-
 class PreviewProvider:
     name = "preview"
 
@@ -85,6 +71,9 @@ class PreviewProvider:
             max_prompt_chars=2000,
             max_concurrency=concurrency,
             idempotent_submit=True,
+            # It could render longer, but like a hosted provider's longest clip, so that long
+            # videos take the same shot-by-shot path here as in production.
+            clips=ClipLimits(min_ms=500, max_ms=12000, step_ms=1),
         )
         self._out_dir = out_dir
         self._short_side = short_side
@@ -196,23 +185,15 @@ class PreviewProvider:
                 await job.thread_task
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (OSError, TypeError):  # Pillow built without FreeType
-        return ImageFont.load_default()
-
-
 def _title_layer(width: int, height: int, prompt: str) -> Image.Image:
     layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     size = max(14, min(width, height) // 18)
-    font = _font(size)
-    chars = max(12, int(width / (size * 0.55)))
-    lines = textwrap.wrap(prompt, width=chars)[:6] or [" "]
+    pad = size // 2
+    font = load_font(prompt, size)  # a CJK font for Chinese prompts; MissingFontError if none
+    lines = wrap_text(prompt, font, width - 4 * pad)[:6] or [" "]
     line_h = int(size * 1.35)
     top = (height - line_h * len(lines)) // 2
-    pad = size // 2
     draw.rectangle(
         (pad, top - pad, width - pad, top + line_h * len(lines) + pad), fill=(0, 0, 0, 140)
     )
@@ -224,7 +205,7 @@ def _title_layer(width: int, height: int, prompt: str) -> Image.Image:
     draw.text(
         (pad, height - size - pad),
         "preview",
-        font=_font(max(10, size // 2)),
+        font=load_font("preview", max(10, size // 2)),
         fill=(255, 255, 255, 200),
     )
     return layer

@@ -51,6 +51,7 @@ from app.errors import (
 from app.providers.base import (
     ASPECT_RATIOS,
     Capabilities,
+    ClipLimits,
     GenerationRequest,
     JobState,
     JobStatus,
@@ -157,6 +158,7 @@ class SeedanceProvider:
             max_concurrency=settings.max_running,
             aspect_ratios=frozenset(ASPECT_RATIOS),
             find_window_s=settings.adopt_window_s,
+            clips=ClipLimits.only(s * 1000 for s in settings.durations),
         )
 
     @classmethod

@@ -24,6 +24,7 @@ from app.errors import (
     ProviderTimeoutError,
     error_from_dict,
 )
+from app.media.moderation import OutputScreen
 from app.prompts.service import PromptService
 from app.providers.base import GenerationRequest, JobState, JobStatus, VideoProvider
 from app.providers.registry import ProviderRegistry
@@ -126,6 +127,7 @@ class Pipeline:
         self._me = instance_id
         self._on_terminal = on_terminal
         self.slots = ProviderSlots(providers, settings.queue.concurrency)
+        self._output_screen = OutputScreen.from_settings(settings, prompts.screener.moderation)
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -473,9 +475,13 @@ class Pipeline:
             try:
                 async with provider.open_video(provider_task_id, status) as stream:
                     task = await self._update(task.id, stage=TaskStage.UPLOADING)
-                    stored = await self._storage.put(
-                        key, stream, content_type="video/mp4", size=stream.size
-                    )
+                    screen = self._output_screen
+                    if screen is not None and screen.applies(provider.name):
+                        stored = await screen.put_screened(self._storage, key, stream)
+                    else:
+                        stored = await self._storage.put(
+                            key, stream, content_type="video/mp4", size=stream.size
+                        )
                 break
             except ProviderError as exc:
                 if not exc.retryable or attempt == RELAY_ATTEMPTS:

@@ -7,25 +7,37 @@ string, ``messages`` a non-empty list of ``{role, content}`` with a known role a
 content, ``temperature`` within 0..2, ``max_tokens`` positive, no streaming).
 
 By default a chat answer is a deterministic expansion of the first line of the last user
-message. Tests script the next answers with :meth:`LlmEmulator.script` — any content (empty,
-whitespace, a refusal, fenced, quoted, with a preamble, very long), a ``refusal`` field, a
-``finish_reason``, an HTTP error (429/500 with ``Retry-After``) or a delay (a slow answer
-that stops early when the client hangs up). Every request is recorded, rejected ones too.
+message — or, when the system prompt asks for a storyboard or a caption as JSON, a valid one
+(``storyboard_answer``, ``caption_answer``). Tests script the next answers with
+:meth:`LlmEmulator.script` — any content (empty, whitespace, a refusal, fenced, quoted, with a
+preamble, very long), a ``refusal`` field, a ``finish_reason``, an HTTP error (429/500 with
+``Retry-After``) or a delay (a slow answer that stops early when the client hangs up).
+Every request is recorded, rejected ones too.
 
 Moderation flags an input containing one of ``moderation_triggers`` (case-insensitive) with
-the trigger's categories.
+the trigger's categories. Multi-modal input (``omni-moderation``: a list of ``{"type": "text",
+"text"}`` / ``{"type": "image_url", "image_url": {"url"}}`` parts, at most one image, as
+upstream) gets one result for the whole list; an image must be a ``data:image/…;base64`` URL
+that decodes (else 400), and ``image_flagger`` decides on it — by default a mostly red image
+is ``sexual`` (tests make "bad" frames red).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 import itertools
+import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image, ImageStat
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -61,12 +73,86 @@ class Recorded:
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
+    """What the model says when nothing is scripted: a storyboard or a caption (JSON) when the
+    system prompt asks for one (the gateway's own system prompts), else an expansion."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    if '"shots"' in system:
+        return storyboard_answer(str(user))
+    if '"hashtags"' in system:
+        return caption_answer(str(user))
     first = str(user).strip().splitlines()[0] if str(user).strip() else "a scene"
     idea = re.sub(r"^[^:：]{1,20}[:：]\s*", "", first).strip()
     if re.search(r"[\u4e00-\u9fff]", idea):
         return f"{idea}。光线柔和，细节丰富，镜头缓缓推进。"
     return f"{idea}. Soft natural light, rich detail, the camera slowly pushes in."
+
+
+def _field(user: str, *names: str) -> str:
+    for name in names:
+        match = re.search(rf"^{name}\s*[:：]\s*(.+)$", user, re.M)
+        if match:
+            return match.group(1).strip()
+    return ""
+
+
+def storyboard_answer(user: str) -> str:
+    """A valid storyboard for the asked number of shots, each repeating the same character,
+    setting and style (what a good model does)."""
+    idea = _field(user, "Idea", "创意") or "a scene"
+    count = int(_field(user, "Shots", "镜头数") or 1)
+    zh = bool(re.search(r"[\u4e00-\u9fff]", idea))
+    if zh:
+        bible = {"characters": "穿红色雨衣的小女孩", "setting": "海边小镇", "style": "水彩动画风格"}
+        shots = [
+            {
+                "prompt": f"{idea}，第{i + 1}幕：穿红色雨衣的小女孩在海边小镇，水彩动画风格",
+                "subtitle": f"{idea}（{i + 1}）",
+            }
+            for i in range(count)
+        ]
+    else:
+        bible = {"characters": "a girl in a red raincoat", "setting": "a seaside town",
+                 "style": "watercolor animation"}  # fmt: skip
+        shots = [
+            {
+                "prompt": f"{idea}, part {i + 1}: a girl in a red raincoat in a seaside town, "
+                "watercolor animation",
+                "subtitle": f"{idea} ({i + 1})",
+            }
+            for i in range(count)
+        ]
+    return json.dumps({**bible, "shots": shots}, ensure_ascii=False)
+
+
+def caption_answer(user: str) -> str:
+    idea = _field(user, "Video idea", "视频创意") or "a scene"
+    if re.search(r"[\u4e00-\u9fff]", idea):
+        return json.dumps(
+            {"caption": f"{idea}，看到最后有惊喜！", "hashtags": ["#AI视频", "#治愈", "#日常"]},
+            ensure_ascii=False,
+        )
+    return json.dumps(
+        {"caption": f"{idea} - watch till the end!", "hashtags": ["#aivideo", "#calm", "#daily"]}
+    )
+
+
+def mostly_red(image: Image.Image) -> list[str]:
+    """The default image rule: a frame whose average colour is clearly red is ``sexual``."""
+    r, g, b = ImageStat.Stat(image.convert("RGB")).mean
+    return ["sexual"] if r > 150 and g < 90 and b < 90 else []
+
+
+def decode_data_url(url: str) -> Image.Image | None:
+    match = re.fullmatch(r"data:image/[\w.+-]+;base64,(.+)", url, re.S)
+    if not match:
+        return None
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(match.group(1), validate=True)))
+        image.load()
+    except (binascii.Error, OSError, ValueError):
+        return None
+    return image
 
 
 def _error(status: int, message: str, kind: str, code: str | None) -> JSONResponse:
@@ -81,10 +167,13 @@ class LlmEmulator:
         api_key: str = API_KEY,
         models: tuple[str, ...] = (MODEL,),
         moderation_triggers: dict[str, list[str]] | None = None,
+        image_flagger: Callable[[Image.Image], list[str]] = mostly_red,
     ) -> None:
         self.api_key = api_key
         self.models = models
         self.moderation_triggers = moderation_triggers or {"flagme": ["violence"]}
+        self.image_flagger = image_flagger
+        self.images_seen: list[tuple[int, int]] = []  # sizes of the images moderated
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self._records: list[Recorded] = []
@@ -114,6 +203,7 @@ class LlmEmulator:
         with self._lock:
             self._script.clear()
             self._records.clear()
+            self.images_seen.clear()
             self._generation += 1
 
     def requests(self, op: str = "chat") -> list[Recorded]:
@@ -125,6 +215,41 @@ class LlmEmulator:
             return sum(r.times for r in self._script)
 
     # --- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _moderation_inputs(
+        inputs: Any,
+    ) -> list[tuple[list[str], list[Image.Image]]] | str:
+        """The inputs to judge, one ``(texts, images)`` per result; an error text if malformed.
+
+        A string or a list of strings: one result each. A list of typed parts: one result.
+        """
+        if isinstance(inputs, str):
+            return [([inputs], [])]
+        if isinstance(inputs, list) and inputs and all(isinstance(i, str) for i in inputs):
+            return [([text], []) for text in inputs]
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(i, dict) for i in inputs)
+        ):
+            return "'input' must be a string, a list of strings or a list of typed parts"
+        texts: list[str] = []
+        images: list[Image.Image] = []
+        for index, part in enumerate(inputs):
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
+                url = part["image_url"].get("url")
+                image = decode_data_url(url) if isinstance(url, str) else None
+                if image is None:
+                    return f"input[{index}].image_url.url is not a valid image data URL"
+                images.append(image)
+            else:
+                return f"input[{index}] must be a text or an image_url part"
+        if len(images) > 1:
+            return "only one image per request is supported"
+        return [(texts, images)]
 
     def _take(self, op: str) -> Reply | None:
         with self._lock:
@@ -255,14 +380,10 @@ class LlmEmulator:
         body, denied = await self._read(request, "moderations")
         if denied is not None:
             return denied
-        inputs = body.get("input")
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        parsed = self._moderation_inputs(body.get("input"))
+        if isinstance(parsed, str):
             self._record("moderations", request, body, 400)
-            return _error(
-                400, "'input' must be a string or a list of strings", "invalid_request_error", None
-            )
+            return _error(400, parsed, "invalid_request_error", None)
         reply = self._take("moderations") or Reply(op="moderations")
         if reply.delay_s and not await self._wait(request, reply.delay_s):
             self._record("moderations", request, body, 499)
@@ -274,19 +395,26 @@ class LlmEmulator:
             return response
         self._record("moderations", request, body, 200)
         results = []
-        for text in inputs:
-            hits = {
-                category
-                for trigger, categories in self.moderation_triggers.items()
-                if trigger.lower() in text.lower()
-                for category in categories
-            }
+        for texts, images in parsed:
+            hits: dict[str, list[str]] = {}
+            for text in texts:
+                for trigger, categories in self.moderation_triggers.items():
+                    if trigger.lower() in text.lower():
+                        for category in categories:
+                            hits.setdefault(category, []).append("text")
+            for image in images:
+                with self._lock:
+                    self.images_seen.append(image.size)
+                for category in self.image_flagger(image):
+                    hits.setdefault(category, []).append("image")
+            every = (*MODERATION_CATEGORIES, *hits)
             results.append(
                 {
                     "flagged": bool(hits),
-                    "categories": {c: c in hits for c in (*MODERATION_CATEGORIES, *hits)},
-                    "category_scores": {
-                        c: 0.99 if c in hits else 0.01 for c in (*MODERATION_CATEGORIES, *hits)
+                    "categories": {c: c in hits for c in every},
+                    "category_scores": {c: 0.99 if c in hits else 0.01 for c in every},
+                    "category_applied_input_types": {
+                        c: sorted(set(hits.get(c, []))) for c in every
                     },
                 }
             )
