@@ -72,7 +72,7 @@ def test_what_is_not_reused(
     gateway: LiveGateway, fake: ControlledProvider, change: dict[str, Any]
 ) -> None:
     finished(gateway, BODY)
-    other = finished(gateway, {**BODY, **change})
+    other = finished(gateway, {**BODY, **change})  # waits for its end: its submit is counted
     assert other["cached_from"] is None
     assert len(fake.submits) == 2
 
@@ -82,6 +82,8 @@ def test_another_tenant_gets_its_own_video(gateway: LiveGateway, fake: Controlle
     with gateway.client_for(gateway.other_token) as other:
         task = other.post("/v1/tasks", json=BODY).json()
         assert task["cached_from"] is None
+        done = other.get(f"/v1/tasks/{task['id']}", params={"wait_s": 30}).json()
+        assert done["status"] == "succeeded"
     assert len(fake.submits) == 2
 
 
@@ -104,10 +106,12 @@ def test_failed_or_unfinished_tasks_are_not_reused(
 ) -> None:
     slow = ControlledProvider()
     with gateway_factory({"cache": {"ttl_h": 24}}, extra_providers={"fake": slow}) as gateway:
-        gateway.client.post("/v1/tasks", json=BODY)
+        first = gateway.client.post("/v1/tasks", json=BODY).json()
         second = gateway.client.post("/v1/tasks", json=BODY).json()
         assert second["cached_from"] is None and second["status"] != "succeeded"
         slow.release()
+        for task in (first, second):
+            gateway.wait_task(task["id"], lambda t: t["status"] == "succeeded")
     assert len(slow.submits) == 2
 
 
