@@ -90,6 +90,30 @@ class ServerSettings(Section):
     sync_wait_s: float = Field(540.0, ge=0, le=3600)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # text: one readable line per record; json: one JSON object per line (log collectors).
+    log_format: Literal["text", "json"] = "text"
+    # Proxies (addresses or networks) whose X-Forwarded-Proto/-Host are believed when the
+    # gateway derives its own URL from a request (only without public_base_url).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
+    @property
+    def binds_all(self) -> bool:
+        """Bound to every interface: ``http://HOST:PORT`` is no address a client can use."""
+        return self.host in ("0.0.0.0", "::", "")  # noqa: S104 - comparing, not binding
 
     def base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
@@ -97,6 +121,14 @@ class ServerSettings(Section):
 
 class AuthSettings(Section):
     valid_tokens: list[SecretStr] = Field(default_factory=list)
+    # Key of the HMAC that managed tokens are stored under (the same on every replica). Unset:
+    # a fixed label. Changing it invalidates every managed token.
+    token_hash_key: SecretStr | None = None
+    # How long a replica trusts what it read about a managed token (revoke/rotate take effect
+    # within this time on every replica).
+    cache_s: float = Field(5.0, ge=0, le=300)
+
+    _check_key = field_validator("token_hash_key")(lambda cls, v: _refuse_placeholder(v))
 
     @field_validator("valid_tokens", mode="before")
     @classmethod
@@ -399,6 +431,41 @@ class WebhooksSettings(Section):
         return value
 
 
+class LimitsSettings(Section):
+    """Defaults for every token (a managed token may set its own). All off unless set."""
+
+    requests_per_s: float | None = Field(None, gt=0, le=100_000)
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+    max_active_tasks: int | None = Field(None, ge=1, le=1_000_000)
+    tasks_per_day: int | None = Field(None, ge=1, le=100_000_000)
+    # memory (this process) or redis://host:port/db (shared by every replica)
+    storage: str = "memory"
+    key_prefix: str = Field("vgw", min_length=1, max_length=64)
+
+    @field_validator("storage")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be memory or a redis:// / rediss:// URL")
+        return value
+
+
+class SecuritySettings(Section):
+    # Networks (10.0.0.0/8) and host names (dify-api) that callers' URLs may reach although
+    # they are private: a self-hosted Dify's callback endpoint, an internal image host.
+    private_url_allowlist: list[str] = Field(default_factory=list)
+
+    @field_validator("private_url_allowlist", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class CacheSettings(Section):
+    # An identical request from the same tenant reuses a finished video for this long (0: off).
+    ttl_h: float = Field(24.0, ge=0, le=24 * 365)
+
+
 class Settings(BaseModel):
     """All settings, one typed section per area. Build with :func:`load_settings`."""
 
@@ -422,6 +489,9 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -450,8 +520,24 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
         with path.open(encoding="utf-8") as fh:
             parser.read_file(fh)
     except (configparser.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+        raise ConfigError(f"{path}: cannot parse: {_parse_problem(exc)}") from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _parse_problem(exc: Exception) -> str:
+    """Where an ini file is broken, without the line itself: it may hold a secret."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key before any [section] header"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors)
+        return f"line(s) {lines}: not 'key = value', a [section] or a comment"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: [{exc.section}] {exc.option} is set twice"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: [{exc.section}] appears twice"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 (byte {exc.start})"
+    return type(exc).__name__
 
 
 def load_settings(

@@ -15,7 +15,9 @@ The tree::
     ├── ConflictError               409 conflict           (idempotency key reused, other body)
     ├── PayloadTooLargeError        413 payload_too_large
     ├── ValidationError             422 validation_error
-    ├── RateLimitedError            429 rate_limited
+    │   └── InvalidUrlError         422 invalid_url        (a URL that may not be fetched)
+    ├── RateLimitedError            429 rate_limited       (the token's request rate)
+    │   └── QuotaExceededError      429 quota_exceeded     (active tasks / tasks per day)
     ├── ProviderError               502 provider_error     (retryable unless provider says no)
     │   ├── ProviderAuthError       502 provider_auth      (operator credentials; names provider)
     │   ├── ProviderOutcomeUnknownError 502 provider_outcome_unknown (a create's answer was
@@ -93,10 +95,24 @@ class ValidationError(AppError):
     code = "validation_error"
 
 
+class InvalidUrlError(ValidationError):
+    """A caller's URL points where the gateway may not go (loopback, private, link-local …)."""
+
+    code = "invalid_url"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class RateLimitedError(AppError):
     status_code = 429
     code = "rate_limited"
     default_retryable = True
+
+
+class QuotaExceededError(RateLimitedError):
+    code = "quota_exceeded"
 
 
 class ProviderError(AppError):
@@ -163,7 +179,9 @@ _BY_CODE: dict[str, type[AppError]] = {
         ConflictError,
         PayloadTooLargeError,
         ValidationError,
+        InvalidUrlError,
         RateLimitedError,
+        QuotaExceededError,
         ProviderError,
         ProviderAuthError,
         ProviderOutcomeUnknownError,

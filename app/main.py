@@ -17,8 +17,9 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.api.middleware import BaseUrlMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
+    admin,
     callbacks,
     console,
     dify,
@@ -31,11 +32,13 @@ from app.api.routes import (
     tasks,
     videos,
 )
+from app.api.routes.health import Readiness
 from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
 from app.config import Settings
 from app.db.migrate import upgrade as upgrade_schema
 from app.metrics import Metrics
+from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
 from app.providers.registry import ProviderDeps, ProviderRegistry
@@ -48,6 +51,10 @@ from app.tasks.runner import LocalRunner
 from app.tasks.service import TaskService
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
+from app.tenants.limits import RequestLimiter, default_limits
+from app.tenants.quotas import QuotaGuard
+from app.tenants.tokens import TokenHasher, TokenService, TokenStore
+from app.urls import BaseUrlResolver
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +63,36 @@ def dev_token_path(settings: Settings) -> Path:
     return settings.data_dir / "dev-token"
 
 
-def ensure_dev_token(settings: Settings) -> str:
-    """With no ``[auth] valid_tokens``, a random token made on first start (kept 0600)."""
+def ensure_dev_token(settings: Settings) -> tuple[str, bool]:
+    """With no ``[auth] valid_tokens``, a random token made on first start (kept 0600).
+
+    Returns ``(token, created)``: it is shown when it is made, afterwards only kept in its file.
+    """
     path = dev_token_path(settings)
     with contextlib.suppress(FileNotFoundError):
         token = path.read_text().strip()
         if token:
-            return token
+            return token, False
     path.parent.mkdir(parents=True, exist_ok=True)
     token = "vgw-dev-" + secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
-    return token
+    return token, True
 
 
 def configured_tokens(settings: Settings) -> list[str]:
     tokens = [token.get_secret_value() for token in settings.auth.valid_tokens]
-    return tokens or [ensure_dev_token(settings)]
+    return tokens or [ensure_dev_token(settings)[0]]
+
+
+def token_hasher(settings: Settings) -> TokenHasher:
+    key = settings.auth.token_hash_key
+    return TokenHasher(key.get_secret_value().encode() if key is not None else None)
+
+
+def url_policy(settings: Settings) -> UrlPolicy:
+    return UrlPolicy.from_allowlist(settings.security.private_url_allowlist)
 
 
 def create_app(
@@ -84,7 +103,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.verifier = TokenVerifier(configured_tokens(settings))
+        if settings.server.binds_all and not settings.server.public_base_url:
+            logger.warning(
+                "bound to %s without [server] public_base_url: links are built from each "
+                "request's Host header (set public_base_url for webhooks and provider callbacks)",
+                settings.server.host,
+            )
         async with contextlib.AsyncExitStack() as stack:
             http = httpx.AsyncClient(
                 timeout=httpx.Timeout(30.0, connect=10.0),
@@ -97,6 +121,26 @@ def create_app(
                 await asyncio.to_thread(upgrade_schema, url)
             store = TaskStore.from_url(url)
             stack.push_async_callback(store.aclose)
+            token_store = TokenStore.from_url(url)
+            stack.push_async_callback(token_store.aclose)
+            limits = default_limits(settings.limits)
+            app.state.verifier = TokenVerifier(
+                configured_tokens(settings),
+                store=token_store,
+                hasher=token_hasher(settings),
+                defaults=limits,
+                cache_s=settings.auth.cache_s,
+            )
+            app.state.token_service = TokenService(
+                token_store, token_hasher(settings), counts=store
+            )
+            app.state.limiter = limiter = RequestLimiter.from_settings(settings.limits)
+            stack.push_async_callback(limiter.aclose)
+            policy = url_policy(settings)
+            # For anything fetched for a caller (images, …): through the guard, never with the
+            # providers' client. Webhook deliveries have their own guarded transport.
+            guarded = guarded_client(policy, timeout=httpx.Timeout(10.0, connect=5.0))
+            stack.push_async_callback(guarded.aclose)
             base_url = settings.server.base_url()
             storage = build_storage(
                 settings, StorageDeps(data_dir=settings.data_dir, public_base_url=base_url)
@@ -135,6 +179,14 @@ def create_app(
                 secret=await resolve_secret(store, secret.get_secret_value() if secret else None),
                 render=render,
                 instance_id=instance_id,
+                # callback_url is a caller's URL: every delivery goes through the URL guard.
+                transport=GuardedTransport(
+                    policy,
+                    limits=httpx.Limits(
+                        max_connections=settings.webhooks.max_connections,
+                        max_keepalive_connections=settings.webhooks.max_connections,
+                    ),
+                ),
             )
             stack.push_async_callback(webhooks.aclose)
 
@@ -162,6 +214,8 @@ def create_app(
                 changes=changes,
                 metrics=metrics,
                 wake_webhooks=webhooks.wake,
+                url_policy=policy,
+                quotas=QuotaGuard(store),
             )
             app.state.store = store
             app.state.storage = storage
@@ -173,6 +227,16 @@ def create_app(
             app.state.http = http
             app.state.webhooks = webhooks
             webhooks.start()
+            app.state.guarded_http = guarded
+            default = providers.get(providers.default)
+            checks = {
+                "store": store.check,
+                "storage": storage.check,
+                f"provider:{default.name}": default.check,
+            }
+            if settings.limits.storage != "memory":
+                checks["limiter"] = limiter.check
+            app.state.readiness = Readiness(checks)
             await runner.start()
             stack.push_async_callback(runner.stop)
             await stack.enter_async_context(mcp.serve(app))
@@ -193,9 +257,13 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    if not settings.server.public_base_url:
+        resolver = BaseUrlResolver(settings.server.trusted_proxies)
+        app.add_middleware(BaseUrlMiddleware, resolver=resolver)
     app.add_middleware(RequestIdMiddleware)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
+        admin,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

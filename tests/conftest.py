@@ -128,6 +128,10 @@ def make_settings(
     merged: dict[str, dict[str, Any]] = {
         "server": {"data_dir": str(data_dir), "sync_wait_s": 60},
         "auth": {"valid_tokens": f'["{TOKEN}", "{OTHER_TOKEN}"]'},
+        # Emulators and test servers listen on loopback; the default refuses it (tests/security).
+        "security": {"private_url_allowlist": "127.0.0.1"},
+        # Tests repeat identical requests and count provider jobs; tests/tenants turn it on.
+        "cache": {"ttl_h": 0},
     }
     if port is not None:
         merged["server"]["port"] = port

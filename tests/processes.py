@@ -58,7 +58,13 @@ class GatewayProcess:
             if not key.startswith("VGW_") or key.startswith("VGW_TEST_")
         }
         server = {"data_dir": str(self.data_dir), "port": self.port, "host": "127.0.0.1"}
-        merged = {**self.overrides, "server": {**server, **self.overrides.get("server", {})}}
+        # As make_settings: test servers listen on loopback, and tests count provider jobs.
+        defaults = {"security": {"private_url_allowlist": "127.0.0.1"}, "cache": {"ttl_h": 0}}
+        merged = {
+            **defaults,
+            **self.overrides,
+            "server": {**server, **self.overrides.get("server", {})},
+        }
         return {**base, **settings_env(merged), "PYTHONUNBUFFERED": "1"}
 
     def start(self, *, timeout_s: float = 60.0) -> GatewayProcess:

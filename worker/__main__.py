@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--compile", action="store_true", help="torch.compile the transformer")
     serve.add_argument(
+        "--private-url-allowlist",
+        default="",
+        help="comma-separated networks or host names image_url may reach although private",
+    )
+    serve.add_argument(
         "--quantize", default="none", choices=get_args(Quantization), help="torchao quantization"
     )
     serve.add_argument(
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             compile=args.compile,
             quantize=args.quantize,
             allow_download=args.allow_download,
+            private_url_allowlist=tuple(
+                item.strip() for item in args.private_url_allowlist.split(",") if item.strip()
+            ),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

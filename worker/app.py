@@ -34,6 +34,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.images import check_image, fetch_image
+from worker.netguard import UrlPolicy, guarded_client
 from worker.runtime import Loader, Runtime
 from worker.schemas import MAX_SEED, GenerateCreate, HealthPublic, SubmitPublic, TaskPublic
 
@@ -248,7 +249,8 @@ def create_app(settings: WorkerSettings, *, loader: Loader | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
         timeout = httpx.Timeout(settings.image_fetch_timeout_s, connect=5.0)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        policy = UrlPolicy.from_allowlist(settings.private_url_allowlist)
+        async with guarded_client(policy, timeout=timeout) as client:
             app.state.http = client
             try:
                 yield

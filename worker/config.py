@@ -32,6 +32,8 @@ class WorkerSettings:
     allow_download: bool = False  # let a hub id be downloaded instead of requiring the local cache
     max_image_bytes: int = 20 * 1024 * 1024
     image_fetch_timeout_s: float = 20.0
+    # Networks (10.0.0.0/8) or host names image_url may reach although they are private.
+    private_url_allowlist: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from worker.errors import ValidationFailedError
+
+logger = logging.getLogger(__name__)
 
 
 async def fetch_image(client: httpx.AsyncClient, url: str, *, max_bytes: int) -> bytes:
@@ -37,13 +40,18 @@ async def fetch_image(client: httpx.AsyncClient, url: str, *, max_bytes: int) ->
     return data
 
 
+#: The one thing a caller learns when a download fails: neither a status nor an error, so the
+#: worker cannot be used to map what answers where on its network.
+NOT_FETCHED = "the image could not be fetched"
+
+
 async def _download(client: httpx.AsyncClient, url: str, *, max_bytes: int) -> bytes:
+    """``client`` is the worker's guarded client (``worker.netguard``)."""
     try:
         async with client.stream("GET", url) as response:
             if response.status_code != 200:
-                raise ValidationFailedError(
-                    f"image_url answered HTTP {response.status_code}", field="image_url"
-                )
+                logger.info("image_url answered HTTP %s", response.status_code)
+                raise ValidationFailedError(NOT_FETCHED, field="image_url")
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -53,10 +61,9 @@ async def _download(client: httpx.AsyncClient, url: str, *, max_bytes: int) -> b
                         f"the image is larger than {max_bytes} bytes", field="image_url"
                     )
                 chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise ValidationFailedError(
-            f"image_url could not be fetched: {type(exc).__name__}: {exc}", field="image_url"
-        ) from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        logger.info("image_url could not be fetched: %s", type(exc).__name__)
+        raise ValidationFailedError(NOT_FETCHED, field="image_url") from exc
     return b"".join(chunks)
 
 

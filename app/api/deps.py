@@ -12,11 +12,14 @@ from fastapi import Depends, Header, Request
 
 from app.api.security import Principal, TokenVerifier
 from app.config import Settings
+from app.errors import AppError, ForbiddenError, UnavailableError
 from app.prompts.service import PromptService
 from app.providers.registry import ProviderRegistry
 from app.storage.base import Storage
 from app.tasks.runner import LocalRunner
 from app.tasks.service import TaskService
+from app.tenants.limits import RequestLimiter
+from app.tenants.tokens import TokenService
 
 
 async def get_settings(request: Request) -> Settings:
@@ -52,8 +55,39 @@ async def get_runner(request: Request) -> LocalRunner:
 async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
+    """The caller (401/403), counted against its request rate (429)."""
     verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(authorization)
+    principal = await verifier.verify(authorization)
+    limiter: RequestLimiter = request.app.state.limiter
+    await limiter.hit(principal)
+    return principal
+
+
+async def get_optional_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    """The caller if a valid token came with the request; None otherwise (never an error)."""
+    if not authorization:
+        return None
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return await verifier.verify(authorization)
+    except AppError:
+        return None
+
+
+async def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """An admin token (403 for the others)."""
+    if not principal.admin:
+        raise ForbiddenError("this needs an admin token")
+    return principal
+
+
+async def get_token_service(request: Request) -> TokenService:
+    service: TokenService | None = request.app.state.token_service
+    if service is None:
+        raise UnavailableError("managed tokens are not available")
+    return service
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -63,3 +97,6 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]
 RunnerDep = Annotated[LocalRunner, Depends(get_runner)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+AdminDep = Annotated[Principal, Depends(get_admin)]
+TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids and the request-body size limit."""
+"""ASGI middleware: request ids (and the last word on unhandled errors), the request-body
+size limit, and the base URL derived from a request."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
 from app.logs import request_id_var
+from app.urls import BaseUrlResolver, request_base_url
 
 access_log = logging.getLogger("app.access")
+error_log = logging.getLogger("app.api.errors")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -20,7 +23,8 @@ class RequestIdMiddleware:
     """Take a sane incoming ``X-Request-ID`` or make one; echo it and bind it to logs.
 
     Also writes the access log line: method, path and status — never the query string, which
-    carries URL signatures.
+    carries URL signatures. An exception no handler took becomes the 500 error body here, so
+    that it carries ``X-Request-ID`` and its log line the request id.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -47,6 +51,12 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status:  # the response had started: nothing more can be said to the client
+                raise
+            response = error_response(500, "internal_error", "internal error", retryable=True)
+            await response(scope, receive, send_with_id)
         finally:
             access_log.info(
                 "%s %s %s %.0fms",
@@ -59,7 +69,11 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
+
+    A body without Content-Length (chunked) is read up to the limit before the app sees it:
+    an error raised while the framework reads the body would become its 400.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -72,6 +86,13 @@ class BodyLimitMiddleware:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(scope, receive, send)
+            return
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            replay = await self._buffer(receive)
+            if replay is None:
+                await self._reject(scope, receive, send)
+                return
+            await self.app(scope, replay, send)
             return
         received = 0
 
@@ -89,6 +110,33 @@ class BodyLimitMiddleware:
         except _TooLargeError:
             await self._reject(scope, receive, send)
 
+    async def _buffer(self, receive: Receive) -> Receive | None:
+        """The whole body as one message (None when it is over the limit)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return _repeat(message)  # a disconnect: hand it on as it is
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
@@ -98,3 +146,35 @@ class BodyLimitMiddleware:
 
 class _TooLargeError(Exception):
     pass
+
+
+def _repeat(message: Message) -> Receive:
+    async def receive() -> Message:
+        return message
+
+    return receive
+
+
+class BaseUrlMiddleware:
+    """Without ``[server] public_base_url``: links in answers use the address the client
+    reached (``Host``; ``X-Forwarded-*`` only from trusted proxies)."""
+
+    def __init__(self, app: ASGIApp, *, resolver: BaseUrlResolver) -> None:
+        self.app = app
+        self.resolver = resolver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        base = self.resolver.resolve(
+            scheme=scope.get("scheme", "http"),
+            headers=dict(scope["headers"]),
+            client=client[0] if client else None,
+        )
+        token = request_base_url.set(base)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_base_url.reset(token)

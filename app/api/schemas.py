@@ -63,6 +63,9 @@ class VideoCreate(BaseModel):
         min_length=1,
         description="Events sent to callback_url (default: succeeded, failed, cancelled).",
     )
+    cache: bool | None = Field(
+        None, description="false: always make a new video (default: reuse an identical one)."
+    )
     options: dict[str, Any] | None = Field(
         None,
         description="Provider-specific extras, e.g. Seedance camera_fixed, watermark, "
@@ -134,6 +137,7 @@ class TaskPublic(BaseModel):
     error: TaskError | None
     metadata: dict[str, Any]
     group_id: str | None
+    cached_from: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -185,3 +189,72 @@ class ErrorBody(BaseModel):
     error: TaskError
     detail: Any
     task_id: str | None = None
+
+
+class TokenLimitsFields(BaseModel):
+    """A token's own limits; unset: the ``[limits]`` default; 0: off for this token."""
+
+    requests_per_s: float | None = Field(None, ge=0, le=100_000)
+    burst: int | None = Field(None, ge=0, le=1_000_000)
+    max_active_tasks: int | None = Field(None, ge=0, le=1_000_000)
+    tasks_per_day: int | None = Field(None, ge=0, le=100_000_000)
+
+
+class TokenCreate(TokenLimitsFields):
+    """Body of ``POST /v1/admin/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    admin: bool = False
+    providers: list[str] | None = Field(None, min_length=1, max_length=32)
+
+
+class TokenUpdate(TokenLimitsFields):
+    """Body of ``PATCH /v1/admin/tokens/{name}``: only the fields sent change (``null``: back
+    to the ``[limits]`` default; ``providers: null``: every provider)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admin: bool | None = None
+    providers: list[str] | None = Field(None, min_length=1, max_length=32)
+
+
+class TokenRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_s: float = Field(0, ge=0, le=30 * 86400, description="How long the old token works.")
+
+
+class TokenUsage(BaseModel):
+    active_tasks: int
+    tasks_today: int
+
+
+class TokenPublic(BaseModel):
+    name: str
+    tenant_id: str
+    hint: str
+    admin: bool
+    status: Literal["active", "revoked"]
+    requests_per_s: float | None
+    burst: int | None
+    max_active_tasks: int | None
+    tasks_per_day: int | None
+    providers: list[str] | None
+    created_at: dt.datetime
+    rotated_at: dt.datetime | None
+    previous_valid_until: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    usage: TokenUsage | None = None
+
+
+class TokenIssued(TokenPublic):
+    """A new token: ``token`` is shown here once and never again."""
+
+    token: str
+
+
+class TokenList(BaseModel):
+    data: list[TokenPublic]

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from app.errors import ForbiddenError, NotFoundError, UnavailableError, ValidationError
 from app.storage.base import StoredObject
+from app.urls import base_url
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -92,7 +93,13 @@ class LocalStorage:
         self, key: str, exp: str | None, sig: str | None, *, now: float | None = None
     ) -> Path:
         """Check a signed ``/files`` request; return the file path or raise 403/404."""
-        if not exp or not sig or not exp.isdigit():
+        # ASCII only: "²".isdigit() holds, and compare_digest refuses non-ASCII text.
+        if (
+            not exp
+            or not sig
+            or not (exp.isascii() and exp.isdigit() and len(exp) <= 12)
+            or not (sig.isascii() and len(sig) <= 128)
+        ):
             raise ForbiddenError("missing or malformed signature")
         if not hmac.compare_digest(self._sign(key, int(exp)), sig):
             raise ForbiddenError("invalid signature")
@@ -130,7 +137,7 @@ class LocalStorage:
     async def url(self, key: str, *, expires_s: int) -> str:
         expires_at = int(time.time()) + expires_s
         return (
-            f"{self._base_url}/files/{quote(key)}"
+            f"{base_url(self._base_url)}/files/{quote(key)}"
             f"?exp={expires_at}&sig={self._sign(key, expires_at)}"
         )
 

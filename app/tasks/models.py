@@ -65,6 +65,9 @@ class Task:
     idempotency_key: str | None = None
     request_hash: str | None = None
     group_id: str | None = None
+    # The result cache: what identifies an identical request, and the task whose video this is.
+    cache_key: str | None = None
+    cached_from: str | None = None
     attempts: int = 0
     # Which gateway process works on the task, and until when (renewed while it runs).
     lease_owner: str | None = None

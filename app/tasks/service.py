@@ -12,23 +12,34 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from app.config import Settings
-from app.errors import NotFoundError
+from app.errors import ForbiddenError, NotFoundError
+from app.logs import log_context
 from app.metrics import Metrics
+from app.netguard import UrlPolicy
 from app.prompts.service import PromptService
 from app.prompts.variants import make_variants
 from app.providers.registry import ProviderRegistry
-from app.providers.routing import choose_route
+from app.providers.routing import RouteDecision, choose_route
 from app.storage.base import Storage
 from app.tasks.models import Task, TaskStatus, utcnow
 from app.tasks.pipeline import build_request, cancel_job
 from app.tasks.runner import LocalRunner
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
+from app.tenants.principal import Principal
+from app.tenants.quotas import QuotaGuard
 
 logger = logging.getLogger(__name__)
 
 #: Body fields that do not change what gets generated (so they don't break idempotency).
 _NOT_HASHED = frozenset({"wait_s"})
+#: Body fields that do not change the video (left out of the result cache's key).
+_NOT_CACHE_KEY = frozenset(
+    {"wait_s", "cache", "metadata", "callback_url", "callback_events", "expand_prompt", "prompt"}
+    | {"provider"}  # keyed as the provider the request is routed to
+)
+#: Fields whose values are URLs a caller gives (checked against the URL guard at create).
+_URL_FIELDS = ("callback_url", "image_url", "last_frame_url")
 
 
 def new_task_id() -> str:
@@ -62,6 +73,40 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
+def cache_key(body: dict[str, Any], *, provider: str, expand: bool) -> str | None:
+    """What makes two requests the same video, or None when a request must not be reused.
+
+    The prompt counts with its whitespace normalised; whether expansion was asked for counts
+    (with style, template and platform, which are body fields), the LLM's words never do: an
+    expansion varies from run to run, and it is what the earlier task already paid for. An
+    explicit random seed (``-1``) asks for a new video every time.
+    """
+    if body.get("cache") is False or body.get("seed") == -1:
+        return None
+    canonical = {
+        "v": 1,
+        "prompt": " ".join(str(body["prompt"]).split()),
+        "provider": provider,
+        "expand": expand,
+        "body": {k: v for k, v in body.items() if k not in _NOT_CACHE_KEY and v is not None},
+    }
+    return hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def caller_urls(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, url)`` for every URL in a request body that the gateway or a provider fetches."""
+    found = [(name, body[name]) for name in _URL_FIELDS if isinstance(body.get(name), str)]
+    for index, url in enumerate(body.get("reference_images") or []):
+        if isinstance(url, str):
+            found.append((f"reference_images[{index}]", url))
+    for index, shot in enumerate(body.get("shots") or []):
+        if isinstance(shot, dict) and isinstance(shot.get("image_url"), str):
+            found.append((f"shots[{index}].image_url", shot["image_url"]))
+    return found
+
+
 class TaskService:
     def __init__(
         self,
@@ -75,6 +120,8 @@ class TaskService:
         changes: Signals[Task],
         metrics: Metrics,
         wake_webhooks: Callable[[], None] = lambda: None,
+        url_policy: UrlPolicy | None = None,
+        quotas: QuotaGuard | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -85,6 +132,8 @@ class TaskService:
         self._changes = changes
         self._wake_webhooks = wake_webhooks
         self._metrics = metrics
+        self._url_policy = url_policy or UrlPolicy()
+        self._quotas = quotas or QuotaGuard(store)
 
     async def create(
         self,
@@ -94,11 +143,17 @@ class TaskService:
         idempotency_key: str | None = None,
         explicit: Collection[str] | None = None,
         group_id: str | None = None,
+        principal: Principal | None = None,
     ) -> tuple[Task, bool]:
         """Validate, screen, route, store and enqueue; returns ``(task, created)``.
 
         ``explicit`` names the fields the client set (a platform preset fills only the others).
+        ``principal`` brings the caller's provider allow-list and quotas. A request identical
+        to one this tenant finished recently gets a task that succeeded at once with the same
+        video (``cached_from``): no provider job, no quota.
         """
+        for field, url in caller_urls(body):
+            self._url_policy.check_url(url, field=field)
         self._prompts.validate(
             style=body.get("style"), template=body.get("template"), platform=body.get("platform")
         )
@@ -124,8 +179,19 @@ class TaskService:
                 Task(id=task_id, owner=owner, prompt=body["prompt"], request=shaped)
             )
         body = shaped
+        if principal is not None:
+            self._check_providers(principal, requested=body.get("provider"), chain=route.chain)
+            allowed = [name for name in route.chain if principal.may_use(name)]
+            route = RouteDecision(chain=allowed, reason=route.reason)
         # Fail fast (422) when the chosen provider cannot honour the request at all.
         self._providers.get(route.primary).plan(request)
+        wants = body.get("expand_prompt")
+        expand = self._prompts.expands_by_default if wants is None else bool(wants)
+        key = (
+            cache_key(body, provider=route.primary, expand=expand)
+            if self._settings.cache.ttl_h > 0
+            else None
+        )
         task = Task(
             id=task_id,
             owner=owner,
@@ -138,13 +204,76 @@ class TaskService:
             idempotency_key=idempotency_key,
             request_hash=request_hash(body),
             group_id=group_id,
+            cache_key=key,
             lease_owner=self._runner.instance_id,
         )
-        stored, created = await self._store.create(task, lease_s=self._runner.lease_s)
+        if key is not None:
+            reused = await self._from_cache(task)
+            if reused is not None:
+                return reused
+        limits = principal.limits if principal is not None else None
+        if limits is not None and idempotency_key:
+            # A retry of a create that went through is answered, not counted again.
+            earlier = await self._store.by_idempotency_key(owner, idempotency_key)
+            if earlier is not None:
+                limits = None
+        if limits is not None:
+            async with self._quotas.reserve(owner, limits):
+                stored, created = await self._store.create(task, lease_s=self._runner.lease_s)
+        else:
+            stored, created = await self._store.create(task, lease_s=self._runner.lease_s)
         if created:
-            logger.info("task %s accepted (provider %s: %s)", task.id, route.primary, route.reason)
-            self._metrics.tasks_created.labels(route.primary).inc()
-            self._runner.enqueue(stored)
+            # Bound here, inherited by the pipeline's asyncio task: its log lines carry them.
+            with log_context(task_id=task.id, provider=route.primary):
+                logger.info("task accepted (%s)", route.reason)
+                self._metrics.tasks_created.labels(route.primary).inc()
+                self._runner.enqueue(stored)
+        return stored, created
+
+    def _check_providers(
+        self, principal: Principal, *, requested: str | None, chain: list[str]
+    ) -> None:
+        """The token's provider allow-list: an explicit provider, or the one the routing rules
+        chose, must be on it (403); fallbacks that are not on it are dropped by the caller."""
+        if principal.providers is None:
+            return
+        allowed = ", ".join(sorted(principal.providers)) or "none"
+        if requested and not principal.may_use(requested):
+            raise ForbiddenError(
+                f"this token may not use provider {requested!r} (allowed: {allowed})"
+            )
+        if not principal.may_use(chain[0]):
+            raise ForbiddenError(
+                f"this request is routed to provider {chain[0]!r}, which this token may not "
+                f"use (allowed: {allowed}); name an allowed provider in the request"
+            )
+
+    async def _from_cache(self, task: Task) -> tuple[Task, bool] | None:
+        assert task.cache_key is not None
+        since = utcnow() - dt.timedelta(hours=self._settings.cache.ttl_h)
+        source = await self._store.find_cached(task.owner, task.cache_key, since=since)
+        if source is None:
+            return None
+        now = utcnow()
+        task.status = TaskStatus.SUCCEEDED
+        task.progress = 100
+        task.provider = source.provider
+        task.expanded_prompt = source.expanded_prompt
+        task.expanded_by = source.expanded_by
+        task.params = source.params
+        task.video_key = source.video_key  # the same stored object: no bytes copied
+        task.video_size = source.video_size
+        task.video_sha256 = source.video_sha256
+        task.filename = source.filename
+        task.cached_from = source.id
+        task.lease_owner = task.lease_until = None
+        task.finished_at = now
+        stored, created = await self._store.create(task)  # ended already: no lease
+        if created:
+            with log_context(task_id=task.id, provider=task.provider):
+                logger.info("task reuses the video of %s (result cache)", source.id)
+            self._metrics.tasks_created.labels(task.provider or "none").inc()
+            await self.on_terminal(stored)
         return stored, created
 
     def _shape(
@@ -168,6 +297,7 @@ class TaskService:
         styles: list[str] | None = None,
         idempotency_key: str | None = None,
         explicit: Collection[str] | None = None,
+        principal: Principal | None = None,
     ) -> tuple[str, list[Task]]:
         """``n`` variants of one idea as separate tasks under one group id."""
         for style in styles or []:
@@ -188,11 +318,13 @@ class TaskService:
                 idempotency_key=f"{idempotency_key}#{index}" if idempotency_key else None,
                 explicit=explicit_fields,
                 group_id=group_id,
+                principal=principal,
             )
             tasks.append(task)
         return group_id, tasks
 
-    async def get(self, task_id: str, *, owner: str) -> Task:
+    async def get(self, task_id: str, *, owner: str | None) -> Task:
+        """``owner``'s task (``None``: anyone's, for admins); 404 for another's."""
         task = await self._store.get(task_id, owner=owner)
         if task is None:
             raise NotFoundError(f"no task {task_id!r}")
@@ -201,7 +333,7 @@ class TaskService:
     async def list(
         self,
         *,
-        owner: str,
+        owner: str | None,
         status: TaskStatus | None,
         group_id: str | None,
         limit: int,
@@ -307,6 +439,7 @@ class TaskService:
             "error": task.error,
             "metadata": task.metadata,
             "group_id": task.group_id,
+            "cached_from": task.cached_from,
             "created_at": task.created_at.isoformat(),
             "updated_at": task.updated_at.isoformat(),
             "finished_at": task.finished_at.isoformat() if task.finished_at else None,

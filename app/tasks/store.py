@@ -70,6 +70,8 @@ tasks_table = sa.Table(
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request_hash", sa.String(64)),
     sa.Column("group_id", sa.String(40), index=True),
+    sa.Column("cache_key", sa.String(64), index=True),
+    sa.Column("cached_from", sa.String(40)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_until", sa.DateTime(timezone=True), index=True),
@@ -199,8 +201,10 @@ class TaskStore:
                             .where(_COLUMNS.id == existing.id)
                             .values(idempotency_key=None)
                         )
-                stored = conn.execute(insert).one()
-            return row_to_task(stored), True
+                stored = row_to_task(conn.execute(insert).one())
+                if stored.status.is_terminal:  # a result reused from the cache
+                    outbox.enqueue_events(conn, stored, {"status": stored.status})
+            return stored, True
 
         try:
             found, created = await self.run(insert_row)
@@ -252,17 +256,20 @@ class TaskStore:
     async def list_for(
         self,
         *,
-        owner: str,
+        owner: str | None,
         status: TaskStatus | None = None,
         group_id: str | None = None,
         provider: str | None = None,
         before: Task | None = None,
         limit: int = 20,
     ) -> list[Task]:
-        """Newest first; ``before`` (keyset paging) starts after that task in the same order."""
+        """Newest first; ``before`` (keyset paging) starts after that task in the same order.
+        ``owner=None``: every owner's tasks (admins)."""
 
         def select() -> list[Task]:
-            query = tasks_table.select().where(_COLUMNS.owner == owner)
+            query = tasks_table.select()
+            if owner is not None:
+                query = query.where(_COLUMNS.owner == owner)
             if status is not None:
                 query = query.where(_COLUMNS.status == status.value)
             if group_id is not None:
@@ -282,6 +289,59 @@ class TaskStore:
                 return [row_to_task(row) for row in conn.execute(query)]
 
         return await self.run(select)
+
+    async def count_for(
+        self, owner: str, *, active: bool = False, since: dt.datetime | None = None
+    ) -> int:
+        """How many of ``owner``'s tasks are unfinished (``active``), or were created since
+        ``since`` not counting results reused from the cache (quotas)."""
+        query = sa.select(sa.func.count()).select_from(tasks_table).where(_COLUMNS.owner == owner)
+        if active:
+            query = query.where(_LIVE)
+        if since is not None:
+            query = query.where(_COLUMNS.created_at >= since, _COLUMNS.cached_from.is_(None))
+
+        def count() -> int:
+            with self.engine.connect() as conn:
+                return int(conn.execute(query).scalar_one())
+
+        return await self.run(count)
+
+    async def find_cached(self, owner: str, cache_key: str, *, since: dt.datetime) -> Task | None:
+        """The newest of ``owner``'s videos made for ``cache_key`` that finished after ``since``
+        (originals only: a reuse does not extend the time a video is reused for)."""
+        query = (
+            tasks_table.select()
+            .where(
+                _COLUMNS.owner == owner,
+                _COLUMNS.cache_key == cache_key,
+                _COLUMNS.status == TaskStatus.SUCCEEDED.value,
+                _COLUMNS.video_key.is_not(None),
+                _COLUMNS.cached_from.is_(None),
+                _COLUMNS.finished_at >= since,
+            )
+            .order_by(_COLUMNS.finished_at.desc())
+            .limit(1)
+        )
+
+        def select() -> Task | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+            return row_to_task(row) if row else None
+
+        return await self.run(select)
+
+    async def by_idempotency_key(self, owner: str, key: str) -> Task | None:
+        """The task a create with this key made (within the key's 24 h), if any."""
+
+        def select() -> Task | None:
+            with self.engine.connect() as conn:
+                return self._by_key(conn, owner, key)
+
+        found = await self.run(select)
+        if found is not None and found.created_at < utcnow() - IDEMPOTENCY_TTL:
+            return None
+        return found
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:

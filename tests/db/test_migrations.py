@@ -14,7 +14,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import app.tasks.outbox
-import app.tasks.store  # noqa: F401 (declares its tables on the shared metadata)
+import app.tasks.store
+import app.tenants.tokens  # noqa: F401 - registers vgw_tokens on the metadata
 from app.db import metadata
 from app.db.migrate import current_revision, head_revision, upgrade
 from app.tasks.leases import FileInstanceLocks, Leases

@@ -58,7 +58,8 @@ def _workers(
     root = tmp_path_factory.mktemp("workers")
     procs = {
         "t2v": WorkerProcess(tiny_model, root / "t2v", "--max-queue", "1"),
-        "i2v": WorkerProcess(tiny_i2v_model, root / "i2v"),
+        # The test image server listens on loopback, which the URL guard refuses by default.
+        "i2v": WorkerProcess(tiny_i2v_model, root / "i2v", "--private-url-allowlist", "127.0.0.1"),
         "missing": WorkerProcess(root / "no-such-model", root / "missing"),
     }
     try:

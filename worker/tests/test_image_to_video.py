@@ -102,7 +102,7 @@ def test_an_image_is_required(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("path", "reason"),
-    [("/not-an-image.png", "cannot be decoded"), ("/missing.png", "HTTP 404")],
+    [("/not-an-image.png", "cannot be decoded"), ("/missing.png", "could not be fetched")],
 )
 def test_a_bad_image_url_is_rejected_before_queueing(
     client: httpx.Client, image_server: str, path: str, reason: str

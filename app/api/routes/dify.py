@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from app import __version__
 from app.api.deps import SettingsDep
 from app.api.schemas import AspectRatio, VideoCreate
+from app.urls import base_url
 
 router = APIRouter(tags=["dify"])
 
@@ -143,4 +144,4 @@ def openapi_document(base_url: str) -> dict[str, Any]:
 @router.get("/dify/openapi.json")
 async def dify_openapi(settings: SettingsDep) -> dict[str, Any]:
     """OpenAPI document for adding the gateway as a Dify custom tool."""
-    return openapi_document(settings.server.base_url())
+    return openapi_document(base_url(settings.server.base_url()))

@@ -1,29 +1,32 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness and metrics.
+
+``/readyz`` answers from checks at most ``READY_TTL_S`` old: however often it is hit, the
+store, the storage and the default provider see one probe round per interval (concurrent hits
+wait for the same round). Anonymous callers learn ready or not; admin tokens also see which
+check failed and why.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import PrincipalDep
+from app.api.deps import AdminDep, OptionalPrincipalDep
 from app.api.errors import error_response
 from app.errors import AppError
 
 router = APIRouter(tags=["health"])
+READY_TTL_S = 5.0
+Check = Callable[[], Awaitable[None]]
 
 
-@router.get("/healthz")
-async def healthz(request: Request) -> dict[str, str]:
-    """The process is alive (``instance``: which gateway process answered)."""
-    runner = getattr(request.app.state, "runner", None)
-    return {"status": "ok", "instance": runner.instance_id if runner else "starting"}
-
-
-async def _probe(check: Any) -> str:
+async def _probe(check: Check) -> str:
     try:
         async with asyncio.timeout(5):
             await check()
@@ -36,28 +39,58 @@ async def _probe(check: Any) -> str:
         return f"{type(exc).__name__}"
 
 
+class Readiness:
+    """The last probe round, refreshed at most once per ``ttl_s`` (single flight)."""
+
+    def __init__(self, checks: Mapping[str, Check], *, ttl_s: float = READY_TTL_S) -> None:
+        self._checks = dict(checks)
+        self._ttl_s = ttl_s
+        self._results: dict[str, str] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def results(self) -> dict[str, str]:
+        if self._results is not None and time.monotonic() - self._at < self._ttl_s:
+            return self._results
+        async with self._lock:
+            if self._results is None or time.monotonic() - self._at >= self._ttl_s:
+                names = list(self._checks)
+                outcomes = await asyncio.gather(*(_probe(self._checks[n]) for n in names))
+                self._results = dict(zip(names, outcomes, strict=True))
+                self._at = time.monotonic()
+            return self._results
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, str]:
+    """The process is alive (``instance``: which gateway process answered)."""
+    runner = getattr(request.app.state, "runner", None)
+    return {"status": "ok", "instance": runner.instance_id if runner else "starting"}
+
+
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """The task store, the storage and the default provider are reachable."""
-    state = request.app.state
-    provider = state.providers.get(state.providers.default)
-    checks = {
-        "store": await _probe(state.store.check),
-        "storage": await _probe(state.storage.check),
-        f"provider:{provider.name}": await _probe(provider.check),
-    }
+async def readyz(request: Request, principal: OptionalPrincipalDep) -> JSONResponse:
+    """Ready or not (details for admin tokens): store, storage, default provider, limiter."""
+    readiness: Readiness = request.app.state.readiness
+    checks = await readiness.results()
+    details = principal is not None and principal.admin
     failing = {name: result for name, result in checks.items() if result != "ok"}
     if failing:
+        if not details:
+            return error_response(503, "unavailable", "not ready", retryable=True)
         message = "; ".join(f"{name}: {result}" for name, result in failing.items())
         return error_response(
             503, "unavailable", f"not ready: {message}", retryable=True, detail=checks
         )
-    return JSONResponse({"status": "ready", "checks": checks})
+    body: dict[str, Any] = {"status": "ready"}
+    if details:
+        body["checks"] = checks
+    return JSONResponse(body)
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request, _: PrincipalDep) -> Response:
-    """Prometheus metrics."""
+async def metrics(request: Request, _: AdminDep) -> Response:
+    """Prometheus metrics (admin tokens)."""
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

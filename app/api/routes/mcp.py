@@ -133,7 +133,10 @@ class McpTools:
         if body.n > 1 or body.styles:
             raise GatewayValidationError("variants (n, styles) are created with POST /v1/tasks")
         task, _ = await self._tasks.create(
-            task_fields(body), owner=principal.owner, explicit=body.model_fields_set
+            task_fields(body),
+            owner=principal.owner,
+            explicit=body.model_fields_set,
+            principal=principal,
         )
         task = await self._follow(task, DEFAULT_WAIT_S if body.wait_s is None else body.wait_s, ctx)
         return await self._task_result(task)
@@ -355,7 +358,8 @@ class _Endpoint:
         request = Request(scope, receive)
         verifier: TokenVerifier = request.app.state.verifier
         try:
-            principal = verifier.verify(request.headers.get("authorization"))
+            principal = await verifier.verify(request.headers.get("authorization"))
+            await request.app.state.limiter.hit(principal)  # the token's request rate
         except AppError as exc:
             await app_error_response(exc)(scope, receive, send)
             return

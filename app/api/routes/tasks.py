@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Request, status
 
 from app.api.deps import PrincipalDep, TasksDep
 from app.api.schemas import TaskGroup, TaskList, TaskPublic, TaskStatusWord, VideoCreate
+from app.api.security import Principal, TokenVerifier
+from app.errors import ForbiddenError, NotFoundError
 from app.tasks.models import TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -16,6 +18,36 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="Same key, same task (24 h)."),
 ]
+
+
+OwnerQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="Admin tokens only: a tenant's name (or tenant id), or `all`.",
+    ),
+]
+
+
+async def owner_scope(request: Request, principal: Principal, owner: str | None) -> str | None:
+    """Whose tasks a request reads: the caller's own, or (admins, when asked) another
+    tenant's or everyone's (``None``)."""
+    if owner is None:
+        return principal.owner
+    if not principal.admin:
+        raise ForbiddenError("only admin tokens may read other tenants' tasks")
+    if owner == "all":
+        return None
+    verifier: TokenVerifier = request.app.state.verifier
+    if owner in verifier.static_owners:
+        return verifier.static_owners[owner]
+    tokens = request.app.state.token_service
+    record = await tokens.store.by_name(owner) if tokens is not None else None
+    if record is not None:
+        return str(record.tenant_id)
+    if owner.startswith("tn_") or len(owner) == 32:
+        return owner  # a tenant id as stored
+    raise NotFoundError(f"no tenant named {owner!r}")
 
 
 def task_fields(body: VideoCreate) -> dict[str, Any]:
@@ -40,10 +72,15 @@ async def create_task(
             styles=body.styles,
             idempotency_key=idempotency_key,
             explicit=explicit,
+            principal=principal,
         )
         return {"group_id": group_id, "data": [await tasks.present(task) for task in created]}
     task, _ = await tasks.create(
-        task_fields(body), owner=principal.owner, idempotency_key=idempotency_key, explicit=explicit
+        task_fields(body),
+        owner=principal.owner,
+        idempotency_key=idempotency_key,
+        explicit=explicit,
+        principal=principal,
     )
     return await tasks.present(task)
 
@@ -51,12 +88,14 @@ async def create_task(
 @router.get("/{task_id}", response_model=TaskPublic)
 async def get_task(
     task_id: str,
+    request: Request,
     principal: PrincipalDep,
     tasks: TasksDep,
     wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll until the task ends.")] = 0,
+    owner: OwnerQuery = None,
 ) -> dict[str, Any]:
     """Read a task; with ``wait_s`` wait up to that long for it to end."""
-    task = await tasks.get(task_id, owner=principal.owner)
+    task = await tasks.get(task_id, owner=await owner_scope(request, principal, owner))
     if wait_s > 0:
         task = await tasks.wait(task, wait_s)
     return await tasks.present(task)
@@ -64,6 +103,7 @@ async def get_task(
 
 @router.get("", response_model=TaskList)
 async def list_tasks(
+    request: Request,
     principal: PrincipalDep,
     tasks: TasksDep,
     status: TaskStatusWord | None = None,
@@ -73,10 +113,11 @@ async def list_tasks(
         str | None, Query(max_length=40, description="Page on: the previous page's next_before.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    owner: OwnerQuery = None,
 ) -> dict[str, Any]:
     """The caller's own tasks, newest first (``group_id``: the variants of one create)."""
     found = await tasks.list(
-        owner=principal.owner,
+        owner=await owner_scope(request, principal, owner),
         status=TaskStatus(status) if status else None,
         group_id=group_id,
         provider=provider,

@@ -12,10 +12,23 @@ from app.api.errors import app_error_response
 from app.api.routes.tasks import IdempotencyKey, task_fields
 from app.api.schemas import ErrorBody, TaskAccepted, VideoCreate, VideoResult
 from app.errors import ConflictError, ValidationError
-from app.tasks.models import TaskStatus
+from app.tasks.models import Task, TaskStatus
 from app.tasks.pipeline import stored_error
+from app.urls import base_url
 
 router = APIRouter(tags=["videos"])
+
+
+def generated_duration_ms(task: Task) -> int:
+    """The video's length as the provider planned it (``duration_ms``, or frames / fps)."""
+    params = task.params
+    for key in ("duration_ms", "duration_ms_effective"):
+        if isinstance(params.get(key), int | float):
+            return int(params[key])
+    frames, fps = params.get("frames") or params.get("num_frames"), params.get("fps")
+    if isinstance(frames, int) and isinstance(fps, int | float) and fps > 0:
+        return round(frames * 1000 / fps)
+    return int(task.request.get("duration_ms", 5000))
 
 
 @router.post(
@@ -38,6 +51,7 @@ async def generate_video(
         owner=principal.owner,
         idempotency_key=idempotency_key,
         explicit=body.model_fields_set,
+        principal=principal,
     )
     wait_s = settings.server.sync_wait_s if body.wait_s is None else body.wait_s
     task = await tasks.wait(task, wait_s)
@@ -51,15 +65,16 @@ async def generate_video(
             "provider": task.provider,
             "prompt": task.prompt,
             "expanded_prompt": task.expanded_prompt,
-            "duration_ms": body.duration_ms,
-            "aspect_ratio": body.aspect_ratio,
+            # What was made, after presets and the provider's rounding; not what was asked.
+            "duration_ms": generated_duration_ms(task),
+            "aspect_ratio": task.request.get("aspect_ratio", body.aspect_ratio),
             "expires_at": expires_at,
         }
     if task.status is TaskStatus.FAILED:
         return app_error_response(stored_error(task), task_id=task.id)
     if task.status is TaskStatus.CANCELLED:
         return app_error_response(ConflictError("the task was cancelled"), task_id=task.id)
-    status_url = f"{settings.server.base_url()}/v1/tasks/{task.id}"
+    status_url = f"{base_url(settings.server.base_url())}/v1/tasks/{task.id}"
     accepted = TaskAccepted(
         task_id=task.id,
         status=task.status.value,
