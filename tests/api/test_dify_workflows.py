@@ -6,7 +6,6 @@ import difflib
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from app.api.routes.dify_workflows import PROJECT_DIR, with_base_url, workflow_files
@@ -28,6 +27,8 @@ def test_lists_every_shipped_file(live_gateway: LiveGateway) -> None:
     assert set(listed) == set(workflow_files()) and set(listed) >= SHIPPED
     assert listed["video_chatflow.yml"]["mode"] == "advanced-chat"
     assert listed["dify_workflow.yml"]["name"].startswith("Video Gateway")
+    assert listed["dify_workflow.yml"]["takes_base_url"] is True
+    assert listed["video_plugin.yml"]["takes_base_url"] is False
 
 
 def test_download_sets_only_the_base_url(live_gateway: LiveGateway) -> None:
@@ -39,6 +40,9 @@ def test_download_sets_only_the_base_url(live_gateway: LiveGateway) -> None:
         assert response.status_code == 200
         assert response.headers["content-disposition"] == f'attachment; filename="{filename}"'
         original = path.read_text(encoding="utf-8")
+        if "GATEWAY_BASE_URL" not in original:  # the plugin workflow: nothing to fill in
+            assert response.text == original and filename == "video_plugin.yml"
+            continue
         variables = env_vars(response.text)
         assert variables["GATEWAY_BASE_URL"]["value"] == base  # trailing slash dropped
         assert variables["GATEWAY_TOKEN"]["value"] == "" and "test-token" not in response.text
@@ -95,8 +99,7 @@ def test_rewrite_handles_other_layouts() -> None:
     out = with_base_url(text, "https://gw.example")
     assert "    value: 'https://gw.example'\r\n" in out and "value: keep" in out
     assert env_vars(out.replace("\r\n", "\n"))["OTHER"]["value"] == "keep"
-    with pytest.raises(ValueError):
-        with_base_url("app: {}\n", "https://gw.example")
+    assert with_base_url("app: {}\n", "https://gw.example") == "app: {}\n"  # nothing to fill
 
 
 def test_the_files_are_where_the_route_looks() -> None:

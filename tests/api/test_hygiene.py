@@ -152,8 +152,22 @@ def test_log_formats_render_context_and_extra_fields() -> None:
         assert part in text
 
 
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """``serve`` sets up the app's log handler on the captured stderr; put the old one back, or
+    later tests log into a closed stream past pytest's log capture."""
+    logger = logging.getLogger("app")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
+
+
 def test_the_dev_token_is_printed_only_when_it_is_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    own_logging: None,
 ) -> None:
     """Also: ``--config X`` is honoured before the command and without one."""
     config = tmp_path / "gw.ini"

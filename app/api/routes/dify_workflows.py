@@ -48,6 +48,10 @@ class DifyWorkflow(BaseModel):
     name: str
     mode: str = Field(description="workflow or advanced-chat (chatflow).")
     description: str
+    takes_base_url: bool = Field(
+        description="The download fills in the gateway URL (false: the file reaches the gateway "
+        "through the Dify plugin, whose credentials hold it)."
+    )
 
 
 class DifyWorkflowList(BaseModel):
@@ -68,18 +72,24 @@ def _describe(path: Path) -> dict[str, Any]:
         "name": str(app.get("name") or path.stem),
         "mode": str(app.get("mode") or "workflow"),
         "description": " ".join(str(app.get("description") or "").split()),
+        "takes_base_url": _base_url_line(path.read_text(encoding="utf-8").splitlines()) is not None,
     }
 
 
-def with_base_url(text: str, base_url: str) -> str:
-    """``text`` with the ``GATEWAY_BASE_URL`` environment variable's value set to ``base_url``."""
-    lines = text.splitlines(keepends=True)
-    name_at = next(
-        (i for i, line in enumerate(lines) if line.strip(" -\r\n") == f"name: {BASE_URL_VARIABLE}"),
-        None,
+def _base_url_line(lines: list[str]) -> int | None:
+    stripped = (line.strip(" -\r\n") for line in lines)
+    return next(
+        (i for i, line in enumerate(stripped) if line == f"name: {BASE_URL_VARIABLE}"), None
     )
+
+
+def with_base_url(text: str, base_url: str) -> str:
+    """``text`` with the ``GATEWAY_BASE_URL`` environment variable's value set to ``base_url``;
+    unchanged when the file has none (the plugin workflow: its tool's credentials hold it)."""
+    lines = text.splitlines(keepends=True)
+    name_at = _base_url_line(lines)
     if name_at is None:
-        raise ValueError(f"no {BASE_URL_VARIABLE} environment variable in the file")
+        return text
     column = lines[name_at].index("name:")  # where this list item's keys start
 
     def key_at_column(line: str, key: str) -> bool:
