@@ -81,6 +81,8 @@ class ServerSettings(Section):
     data_dir: Path = Path("data")
     sync_wait_s: float = Field(540.0, ge=0, le=3600)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # A file uploaded with a form: the input_reference image of /v1/videos, a /v1/batches CSV.
+    max_upload_bytes: int = Field(10 * 1_048_576, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def base_url(self) -> str:

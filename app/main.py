@@ -30,6 +30,7 @@ from app.api.routes import (
     providers,
     tasks,
     videos,
+    videos_openai,
 )
 from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
@@ -192,10 +193,16 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.server.max_body_bytes,
+        upload_bytes=settings.server.max_upload_bytes,
+        upload_paths=("/v1/videos", "/v1/batches"),
+    )
     app.add_middleware(RequestIdMiddleware)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
+        videos_openai,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.security import Principal, TokenVerifier
 from app.config import Settings
@@ -49,11 +50,17 @@ async def get_runner(request: Request) -> LocalRunner:
     return runner
 
 
+# Declares the bearer scheme in /openapi.json (importers then ask for the token); the header
+# itself is checked by the verifier, which tells a missing header from another scheme.
+_bearer = HTTPBearer(auto_error=False, description="A gateway token: Authorization: Bearer …")
+
+
 async def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(authorization)
+    return verifier.verify(request.headers.get("authorization"))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -14,6 +14,8 @@ from app.logs import request_id_var
 
 access_log = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Room for a multipart form's boundaries and small fields next to its file.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class RequestIdMiddleware:
@@ -59,19 +61,44 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    The limit is ``max_bytes``, except for multipart uploads to ``upload_paths`` (an image for
+    ``/v1/videos``, a CSV for ``/v1/batches``): those may carry a file of ``upload_bytes`` plus
+    the form's other fields. The route checks the file's own size and says so.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        upload_bytes: int = 0,
+        upload_paths: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
+        self.upload_paths = upload_paths
+
+    def _limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
+        content_type = headers.get(b"content-type", b"").lower()
+        path: str = scope["path"]
+        if content_type.startswith(b"multipart/form-data") and any(
+            path == prefix or path.startswith(prefix + "/") for prefix in self.upload_paths
+        ):
+            return max(self.max_bytes, self.upload_bytes + FORM_OVERHEAD_BYTES)
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        headers = dict(scope["headers"])
+        limit = self._limit(scope, headers)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         received = 0
 
@@ -80,18 +107,21 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _TooLargeError
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLargeError:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = error_response(
-            413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
+            413,
+            "payload_too_large",
+            f"request body is larger than {limit} bytes",
+            path=scope["path"],
         )
         await response(scope, receive, send)
 

@@ -65,6 +65,8 @@ class Task:
     idempotency_key: str | None = None
     request_hash: str | None = None
     group_id: str | None = None
+    # The task this one remixes (same settings, a new prompt), if any.
+    remixed_from: str | None = None
     attempts: int = 0
     # Which gateway process works on the task, and until when (renewed while it runs).
     lease_owner: str | None = None
@@ -74,3 +76,5 @@ class Task:
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
+    # Deleted by its owner: hidden from them, kept for the record (a paid job is never lost).
+    deleted_at: dt.datetime | None = None

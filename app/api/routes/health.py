@@ -8,15 +8,27 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from app.api.deps import PrincipalDep
 from app.api.errors import error_response
+from app.api.schemas import error_responses
 from app.errors import AppError
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Health(BaseModel):
+    status: str
+    instance: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@router.get("/healthz", response_model=Health)
 async def healthz(request: Request) -> dict[str, str]:
     """The process is alive (``instance``: which gateway process answered)."""
     runner = getattr(request.app.state, "runner", None)
@@ -36,7 +48,7 @@ async def _probe(check: Any) -> str:
         return f"{type(exc).__name__}"
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={200: {"model": Readiness}, **error_responses(503)})
 async def readyz(request: Request) -> JSONResponse:
     """The task store, the storage and the default provider are reachable."""
     state = request.app.state
