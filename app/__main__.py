@@ -1,5 +1,5 @@
 """Command line: ``python -m app serve`` (default), ``db upgrade|current``,
-``webhooks secret`` and ``storage lifecycle``."""
+``webhooks secret``, ``storage lifecycle`` and ``batch FILE.csv --out RESULTS.csv``."""
 
 from __future__ import annotations
 
@@ -106,6 +106,24 @@ def webhooks_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch(args: argparse.Namespace) -> int:
+    import httpx
+    from rich.console import Console
+
+    from app.batches.cli import BatchCliError, run
+
+    settings = _load(args)
+    console = Console()
+    try:
+        return run(args, settings, console)
+    except BatchCliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"error: cannot talk to the gateway: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Dify Video Gateway")
     parser.add_argument("--config", help="config.ini path (default: $VGW_CONFIG or ./config.ini)")
@@ -134,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     secret_cmd.add_argument("--config", help=argparse.SUPPRESS)
     secret_cmd.set_defaults(func=webhooks_secret)
+
+    from app.batches.cli import add_parser as add_batch_parser
+
+    add_batch_parser(commands).set_defaults(func=batch)
 
     storage_cmd = commands.add_parser("storage", help="object storage maintenance")
     storage_sub = storage_cmd.add_subparsers(dest="storage_command", required=True)

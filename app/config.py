@@ -353,6 +353,14 @@ class DatabaseSettings(Section):
     migrate_on_start: bool = True
 
 
+class BatchesSettings(Section):
+    """CSV batches (``POST /v1/batches``)."""
+
+    max_rows: int = Field(1000, ge=1, le=100_000)
+    # How many of one batch's tasks run at a time (the token's own limits apply as well).
+    concurrency: int = Field(3, ge=1, le=100)
+
+
 class WebhooksSettings(Section):
     """Completion callbacks (``callback_url``), signed per Standard Webhooks."""
 
@@ -406,6 +414,7 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    batches: BatchesSettings = Field(default_factory=BatchesSettings)
 
     @property
     def data_dir(self) -> Path:

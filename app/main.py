@@ -19,6 +19,7 @@ from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
+    batches,
     callbacks,
     console,
     dify,
@@ -34,6 +35,9 @@ from app.api.routes import (
 )
 from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
+from app.batches.feeder import BatchFeeder
+from app.batches.service import BatchService
+from app.batches.store import BatchStore
 from app.config import Settings
 from app.db.migrate import upgrade as upgrade_schema
 from app.metrics import Metrics
@@ -123,6 +127,7 @@ def create_app(
 
             async def on_terminal(task: Task) -> None:
                 await service.on_terminal(task)
+                feeder.task_ended(task)
 
             async def render(task: Task) -> dict[str, Any]:
                 # The task exactly as GET /v1/tasks/{id} shows it.
@@ -164,6 +169,19 @@ def create_app(
                 metrics=metrics,
                 wake_webhooks=webhooks.wake,
             )
+            feeder = BatchFeeder(
+                store=BatchStore(store),
+                tasks=service,
+                leases=leases,
+                check_s=settings.queue.takeover_check_s,
+            )
+            app.state.batches = BatchService(
+                settings=settings,
+                store=BatchStore(store),
+                tasks=service,
+                storage=storage,
+                feeder=feeder,
+            )
             app.state.store = store
             app.state.storage = storage
             app.state.providers = providers
@@ -176,6 +194,8 @@ def create_app(
             webhooks.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
+            await feeder.start()
+            stack.push_async_callback(feeder.stop)
             await stack.enter_async_context(mcp.serve(app))
             logger.info(
                 "gateway ready: storage=%s providers=%s default=%s",
@@ -202,7 +222,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
-        videos_openai,
+        videos_openai, batches,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.security import Principal, TokenVerifier
+from app.batches.service import BatchService
 from app.config import Settings
 from app.prompts.service import PromptService
 from app.providers.registry import ProviderRegistry
@@ -23,6 +24,11 @@ from app.tasks.service import TaskService
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_batches(request: Request) -> BatchService:
+    batches: BatchService = request.app.state.batches
+    return batches
 
 
 async def get_tasks(request: Request) -> TaskService:
@@ -65,6 +71,7 @@ async def get_principal(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
+BatchesDep = Annotated[BatchService, Depends(get_batches)]
 PromptsDep = Annotated[PromptService, Depends(get_prompts)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]

@@ -289,3 +289,33 @@ class OpenAIVideoRemix(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: PromptText
+
+
+class BatchCounts(BaseModel):
+    """A batch's rows by outcome (a row not started yet counts as queued)."""
+
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class BatchPublic(BaseModel):
+    """A CSV batch: one task per row."""
+
+    id: str
+    object: Literal["batch"] = "batch"
+    status: Literal["running", "completed", "cancelled"]
+    filename: str | None
+    columns: list[str] = Field(description="The CSV's columns, as the rows are read.")
+    concurrency: int = Field(description="How many of its tasks run at a time.")
+    counts: BatchCounts
+    results_url: str = Field(description="GET it for the results sheet (CSV, UTF-8 with BOM).")
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class BatchList(BaseModel):
+    data: list[BatchPublic]
