@@ -113,7 +113,7 @@ def batch(args: argparse.Namespace) -> int:
     from app.batches.cli import BatchCliError, run
 
     settings = _load(args)
-    console = Console()
+    console = Console(soft_wrap=True)  # commands it prints stay copy-pasteable
     try:
         return run(args, settings, console)
     except BatchCliError as exc:
