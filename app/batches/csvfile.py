@@ -87,7 +87,10 @@ def _separator(header_line: str) -> str:
 
 
 def _column(name: str) -> str:
-    return name.strip().lower()
+    """Field names are case-insensitive; a metadata/options key keeps its own spelling."""
+    name = name.strip()
+    head, dot, key = name.partition(".")
+    return head.lower() + dot + key
 
 
 def check_columns(columns: Sequence[str]) -> None:
@@ -130,6 +133,8 @@ def row_body(columns: Sequence[str], cells: Sequence[str]) -> dict[str, Any]:
             body.setdefault("metadata", {})[name.partition(".")[2]] = value
         elif name.startswith("options."):
             body.setdefault("options", {})[name.partition(".")[2]] = _option_value(value)
+        elif name == "callback_events":
+            body[name] = [word for word in value.replace(",", " ").split() if word]
         elif name in ("metadata", "options"):
             try:
                 parsed = json.loads(value)
