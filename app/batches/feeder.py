@@ -103,8 +103,10 @@ class BatchFeeder:
             self.wake(task.group_id)
 
     async def _claim(self) -> None:
-        owners = await self._store.lease_owners()
+        owners, claimable = await self._store.lease_owners()
         dead = await self._leases.dead(owners) if owners else set()
+        if not dead and not claimable:
+            return
         for batch_id in await self._store.claim(
             self.instance_id, lease_s=self._leases.lease_s, dead_owners=dead
         ):

@@ -312,12 +312,22 @@ class BatchStore:
 
     # -- leases -----------------------------------------------------------------------------
 
-    async def lease_owners(self) -> set[str]:
-        query = sa.select(_B.lease_owner).where(_B.status == RUNNING).distinct()
+    async def lease_owners(self) -> tuple[set[str], bool]:
+        """The owners of running batches, and whether any is released or out of lease (a read,
+        so a process with nothing to claim does not take SQLite's write lock every round)."""
+        expired = sa.func.min(_B.lease_until) < db_now(self._store.dialect)
+        query = (
+            sa.select(_B.lease_owner, expired.label("expired"))
+            .where(_B.status == RUNNING)
+            .group_by(_B.lease_owner)
+        )
 
-        def select() -> set[str]:
+        def select() -> tuple[set[str], bool]:
             with self._store.engine.connect() as conn:
-                return {row.lease_owner for row in conn.execute(query) if row.lease_owner}
+                rows = conn.execute(query).all()
+            owners = {row.lease_owner for row in rows if row.lease_owner}
+            claimable = any(row.lease_owner is None or bool(row.expired) for row in rows)
+            return owners, claimable
 
         return await self._store.run(select)
 

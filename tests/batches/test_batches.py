@@ -11,8 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from tests.conftest import GatewayFactory, LiveGateway, eventually
+from tests.emulators.server import serve_in_thread
 from tests.fakes import ControlledProvider
 
 CONCURRENCY = {"batches": {"concurrency": 2}}
@@ -276,3 +279,30 @@ def test_a_restart_mid_batch_resumes_feeding_and_every_row_ends_once(
     assert len(set(task_ids)) == 6 and len(tasks) == 6
     assert task_ids[lost[0]] == lost[1]  # re-fed, the row found its task again
     assert sorted(r.prompt for r in fake.submits) == [f"scene {i}" for i in range(6)]
+
+
+def test_a_row_refused_for_a_passing_reason_waits_and_runs_later(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """A 503 (here: the moderation endpoint is down) or a 429 at create leaves the row pending."""
+    calls: list[int] = []
+    moderation = FastAPI()
+
+    @moderation.post("/v1/moderations")
+    async def moderate() -> JSONResponse:
+        calls.append(1)
+        if len(calls) <= 2:
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        return JSONResponse({"results": [{"flagged": False, "categories": {}}]})
+
+    fake = ControlledProvider()
+    fake.release()
+    with serve_in_thread(moderation) as url:
+        overrides = {"prompts": {"moderation_url": f"{url}/v1/moderations"}}
+        with gateway_factory(overrides, extra_providers={"fake": fake}) as gw:
+            batch = upload(gw, excel_csv([["prompt", "provider"], ["a calm sea", "fake"]])).json()
+            assert batch["counts"]["failed"] == 0
+            done = wait_batch(gw, batch["id"], lambda b: b["status"] != "running")
+            _, sheet = results(gw, batch["id"])
+    assert done["counts"]["succeeded"] == 1 and sheet[1][3] == "succeeded"
+    assert len(calls) >= 3 and len(fake.submits) == 1
