@@ -68,8 +68,13 @@ cjk-font:
 
 # The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py), and
 # the Dify plugin in its own environment (tests/dify/test_plugin.py).
+# newman runs the Postman collection (tests/postman), pinned by postman/package-lock.json.
+postman/node_modules/.installed: postman/package.json postman/package-lock.json
+	npm ci --prefix postman --no-audit --no-fund --loglevel=error
+	touch $@
+
 test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed .venv-plugin/.installed \
-		browser cjk-font
+		browser cjk-font postman/node_modules/.installed
 	$(VENV)/bin/python -m pytest tests -q
 
 test-worker: .venv-worker/.installed
@@ -78,4 +83,4 @@ test-worker: .venv-worker/.installed
 test: lint lint-worker test-gateway test-worker
 
 clean:
-	rm -rf $(VENV) .venv-worker .venv-dify .venv-plugin dist .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-worker .venv-dify .venv-plugin dist .mypy_cache .ruff_cache postman/node_modules

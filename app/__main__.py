@@ -1,5 +1,6 @@
 """Command line: ``python -m app serve`` (default), ``tokens …``, ``db upgrade|current``,
-``webhooks secret`` and ``storage lifecycle``. ``--config`` works before or after the command."""
+``webhooks secret``, ``storage lifecycle`` and ``batch FILE.csv --out RESULTS.csv``.
+``--config`` works before or after the command."""
 
 from __future__ import annotations
 
@@ -237,6 +238,24 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks-per-day", type=int, help="tasks per UTC day (0: off)")
 
 
+def batch(args: argparse.Namespace) -> int:
+    import httpx
+    from rich.console import Console
+
+    from app.batches.cli import BatchCliError, run
+
+    settings = _load(args)
+    console = Console(soft_wrap=True)  # commands it prints stay copy-pasteable
+    try:
+        return run(args, settings, console)
+    except BatchCliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"error: cannot talk to the gateway: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Dify Video Gateway")
     parser.add_argument("--config", help="config.ini path (default: $VGW_CONFIG or ./config.ini)")
@@ -298,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (create, listing, rotate, revoke, update):
         config_flag(sub)
         sub.set_defaults(func=tokens_command)
+
+    from app.batches.cli import add_parser as add_batch_parser
+
+    add_batch_parser(commands).set_defaults(func=batch)
 
     storage_cmd = commands.add_parser("storage", help="object storage maintenance")
     storage_sub = storage_cmd.add_subparsers(dest="storage_command", required=True)

@@ -89,6 +89,8 @@ class ServerSettings(Section):
     data_dir: Path = Path("data")
     sync_wait_s: float = Field(540.0, ge=0, le=3600)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # A file uploaded with a form: the input_reference image of /v1/videos, a /v1/batches CSV.
+    max_upload_bytes: int = Field(10 * 1_048_576, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # text: one readable line per record; json: one JSON object per line (log collectors).
     log_format: Literal["text", "json"] = "text"
@@ -401,6 +403,14 @@ class DatabaseSettings(Section):
     migrate_on_start: bool = True
 
 
+class BatchesSettings(Section):
+    """CSV batches (``POST /v1/batches``)."""
+
+    max_rows: int = Field(1000, ge=1, le=100_000)
+    # How many of one batch's tasks run at a time (the token's own limits apply as well).
+    concurrency: int = Field(3, ge=1, le=100)
+
+
 class WebhooksSettings(Section):
     """Completion callbacks (``callback_url``), signed per Standard Webhooks."""
 
@@ -492,6 +502,7 @@ class Settings(BaseModel):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    batches: BatchesSettings = Field(default_factory=BatchesSettings)
 
     @property
     def data_dir(self) -> Path:

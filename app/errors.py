@@ -46,11 +46,14 @@ class AppError(Exception):
         *,
         retryable: bool | None = None,
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = self.default_retryable if retryable is None else retryable
         self.headers = headers or {}
+        # The request field at fault, when there is one (shown by the OpenAI-shaped errors).
+        self.param = param
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}

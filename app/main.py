@@ -20,6 +20,7 @@ from app.api.errors import install_error_handlers
 from app.api.middleware import BaseUrlMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
     admin,
+    batches,
     callbacks,
     console,
     dify,
@@ -31,10 +32,14 @@ from app.api.routes import (
     providers,
     tasks,
     videos,
+    videos_openai,
 )
 from app.api.routes.health import Readiness
 from app.api.schemas import TaskPublic
 from app.api.security import TokenVerifier
+from app.batches.feeder import BatchFeeder
+from app.batches.service import BatchService
+from app.batches.store import BatchStore
 from app.config import Settings
 from app.db.migrate import upgrade as upgrade_schema
 from app.metrics import Metrics
@@ -166,6 +171,7 @@ def create_app(
 
             async def on_terminal(task: Task) -> None:
                 await service.on_terminal(task)
+                feeder.task_ended(task)
 
             async def render(task: Task) -> dict[str, Any]:
                 # The task exactly as GET /v1/tasks/{id} shows it.
@@ -217,6 +223,20 @@ def create_app(
                 url_policy=policy,
                 quotas=QuotaGuard(store),
             )
+            feeder = BatchFeeder(
+                store=BatchStore(store),
+                tasks=service,
+                leases=leases,
+                principals=app.state.verifier.principal_of,
+                check_s=settings.queue.takeover_check_s,
+            )
+            app.state.batches = BatchService(
+                settings=settings,
+                store=BatchStore(store),
+                tasks=service,
+                storage=storage,
+                feeder=feeder,
+            )
             app.state.store = store
             app.state.storage = storage
             app.state.providers = providers
@@ -239,6 +259,8 @@ def create_app(
             app.state.readiness = Readiness(checks)
             await runner.start()
             stack.push_async_callback(runner.stop)
+            await feeder.start()
+            stack.push_async_callback(feeder.stop)
             await stack.enter_async_context(mcp.serve(app))
             logger.info(
                 "gateway ready: storage=%s providers=%s default=%s",
@@ -256,14 +278,19 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.server.max_body_bytes,
+        upload_bytes=settings.server.max_upload_bytes,
+        upload_paths=("/v1/videos", "/v1/batches"),
+    )
     if not settings.server.public_base_url:
         resolver = BaseUrlResolver(settings.server.trusted_proxies)
         app.add_middleware(BaseUrlMiddleware, resolver=resolver)
     app.add_middleware(RequestIdMiddleware)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
-        admin,
+        admin, videos_openai, batches,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

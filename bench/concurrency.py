@@ -1,6 +1,6 @@
 """100 concurrent ``/generate-video`` calls against a provider that takes 2 s per job.
 
-Target (DESIGN.md): wall time of 100 concurrent calls ≤ 1.2 × the time of one call (the seed's
+Target: wall time of 100 concurrent calls ≤ 1.2 × the time of one call (the seed's
 blocking design takes ~100×). The gateway runs in its own process. Three clients, one after the
 other: a minimal asyncio HTTP/1.1 client (so the client library's own cost, on the same two
 cores, stays out of the gateway's number), httpx with fresh connections, and httpx with a

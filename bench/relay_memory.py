@@ -9,7 +9,7 @@ Three processes, so that each RSS is its own:
 * this script: it samples ``/proc/<gateway>/status`` while one task relays the video, then copies
   the same URL to a file with a plain streaming HTTP client as the reference.
 
-Prints a table and exits 0. Target (DESIGN.md): ≤ 64 MiB RSS growth for a 1 GiB video.
+Prints a table and exits 0. Target: ≤ 64 MiB RSS growth for a 1 GiB video.
 Usage: ``.venv/bin/python bench/relay_memory.py [--size-mib 1024] [--storage local]``
 """
 

@@ -1,6 +1,6 @@
 """``GET /v1/tasks/{id}`` throughput against a bare FastAPI endpoint on the same machine.
 
-Target (DESIGN.md): the gateway sustains ≥ 50 % of the bare endpoint's requests/s. Both servers
+Target: the gateway sustains ≥ 50 % of the bare endpoint's requests/s. Both servers
 run in their own process under the same uvicorn settings; one client process drives each in
 turn with the same concurrency, so the client's own cost is the same on both sides.
 

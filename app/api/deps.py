@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.security import Principal, TokenVerifier
+from app.batches.service import BatchService
 from app.config import Settings
 from app.errors import AppError, ForbiddenError, UnavailableError
 from app.prompts.service import PromptService
@@ -25,6 +27,11 @@ from app.tenants.tokens import TokenService
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_batches(request: Request) -> BatchService:
+    batches: BatchService = request.app.state.batches
+    return batches
 
 
 async def get_tasks(request: Request) -> TaskService:
@@ -52,21 +59,26 @@ async def get_runner(request: Request) -> LocalRunner:
     return runner
 
 
+# Declares the bearer scheme in /openapi.json (importers then ask for the token); the header
+# itself is checked by the verifier, which tells a missing header from another scheme.
+_bearer = HTTPBearer(auto_error=False, description="A gateway token: Authorization: Bearer …")
+
+
 async def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
     """The caller (401/403), counted against its request rate (429)."""
     verifier: TokenVerifier = request.app.state.verifier
-    principal = await verifier.verify(authorization)
+    principal = await verifier.verify(request.headers.get("authorization"))
     limiter: RequestLimiter = request.app.state.limiter
     await limiter.hit(principal)
     return principal
 
 
-async def get_optional_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal | None:
+async def get_optional_principal(request: Request) -> Principal | None:
     """The caller if a valid token came with the request; None otherwise (never an error)."""
+    authorization = request.headers.get("authorization")
     if not authorization:
         return None
     verifier: TokenVerifier = request.app.state.verifier
@@ -92,6 +104,7 @@ async def get_token_service(request: Request) -> TokenService:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
+BatchesDep = Annotated[BatchService, Depends(get_batches)]
 PromptsDep = Annotated[PromptService, Depends(get_prompts)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]

@@ -17,6 +17,8 @@ from app.urls import BaseUrlResolver, request_base_url
 access_log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.api.errors")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Room for a multipart form's boundaries and small fields next to its file.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class RequestIdMiddleware:
@@ -55,7 +57,9 @@ class RequestIdMiddleware:
             error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if status:  # the response had started: nothing more can be said to the client
                 raise
-            response = error_response(500, "internal_error", "internal error", retryable=True)
+            response = error_response(
+                500, "internal_error", "internal error", retryable=True, path=scope["path"]
+            )
             await response(scope, receive, send_with_id)
         finally:
             access_log.info(
@@ -69,28 +73,52 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming.
 
     A body without Content-Length (chunked) is read up to the limit before the app sees it:
     an error raised while the framework reads the body would become its 400.
+
+    The limit is ``max_bytes``, except for multipart uploads to ``upload_paths`` (an image for
+    ``/v1/videos``, a CSV for ``/v1/batches``): those may carry a file of ``upload_bytes`` plus
+    the form's other fields. The route checks the file's own size and says so.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        upload_bytes: int = 0,
+        upload_paths: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
+        self.upload_paths = upload_paths
+
+    def _limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
+        content_type = headers.get(b"content-type", b"").lower()
+        path: str = scope["path"]
+        if content_type.startswith(b"multipart/form-data") and any(
+            path == prefix or path.startswith(prefix + "/") for prefix in self.upload_paths
+        ):
+            return max(self.max_bytes, self.upload_bytes + FORM_OVERHEAD_BYTES)
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        headers = dict(scope["headers"])
+        limit = self._limit(scope, headers)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            replay = await self._buffer(receive)
+            replay = await self._buffer(receive, limit)
             if replay is None:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
                 return
             await self.app(scope, replay, send)
             return
@@ -101,16 +129,16 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _TooLargeError
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLargeError:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _buffer(self, receive: Receive) -> Receive | None:
+    async def _buffer(self, receive: Receive, limit: int) -> Receive | None:
         """The whole body as one message (None when it is over the limit)."""
         chunks: list[bytes] = []
         size = 0
@@ -120,7 +148,7 @@ class BodyLimitMiddleware:
                 return _repeat(message)  # a disconnect: hand it on as it is
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -137,9 +165,12 @@ class BodyLimitMiddleware:
 
         return replay
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = error_response(
-            413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
+            413,
+            "payload_too_large",
+            f"request body is larger than {limit} bytes",
+            path=scope["path"],
         )
         await response(scope, receive, send)
 

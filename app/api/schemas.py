@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (see DESIGN.md, "HTTP API")."""
+"""Request and response bodies of the HTTP API (docs/api.md describes them for users)."""
 
 from __future__ import annotations
 
@@ -138,6 +138,7 @@ class TaskPublic(BaseModel):
     metadata: dict[str, Any]
     group_id: str | None
     cached_from: str | None = None
+    remixed_from: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -258,3 +259,136 @@ class TokenIssued(TokenPublic):
 
 class TokenList(BaseModel):
     data: list[TokenPublic]
+
+
+def error_responses(*statuses: int, model: type[BaseModel] = ErrorBody) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` entries: each status answers with the error body ``model``."""
+    return {status: {"model": model, "description": _ERROR_TEXT[status]} for status in statuses}
+
+
+_ERROR_TEXT = {
+    400: "Bad request (content_rejected, bad_request)",
+    401: "Missing or non-Bearer Authorization header",
+    403: "Unknown token",
+    404: "Not found (also another token's resource)",
+    409: "Conflict",
+    413: "Body or uploaded file too large",
+    422: "Validation error",
+    429: "Rate limited or over quota",
+    502: "Provider error",
+    503: "Store or storage unavailable",
+    504: "Provider timeout",
+}
+
+#: What every route behind the bearer token can answer besides its own errors.
+AUTH_ERRORS = (401, 403, 429)
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str = Field(
+        description="invalid_request_error, authentication_error, permission_error, "
+        "rate_limit_error or server_error."
+    )
+    code: str = Field(description="The gateway's error code (not_found, validation_error, ...).")
+    param: str | None = Field(description="The request field at fault, if any.")
+
+
+class OpenAIErrorBody(BaseModel):
+    """Errors of ``/v1/videos``, in OpenAI's shape."""
+
+    error: OpenAIError
+
+
+class OpenAIVideoError(BaseModel):
+    code: str
+    message: str
+
+
+class OpenAIVideo(BaseModel):
+    """A video in the shape of OpenAI's Videos API (one gateway task)."""
+
+    id: str = Field(description="video_<hex>; the task id is vt_<hex> with the same hex.")
+    object: Literal["video"] = "video"
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    status: Literal["queued", "in_progress", "completed", "failed"]
+    progress: int
+    model: str = Field(description="The provider (provider/model when a model was chosen).")
+    prompt: str
+    remixed_from_video_id: str | None
+    seconds: str
+    size: str
+    error: OpenAIVideoError | None
+
+
+class OpenAIVideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIVideo]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class OpenAIVideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool
+
+
+class OpenAIImageReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = Field(None, max_length=10_000_000)
+    file_id: str | None = Field(None, max_length=200)
+
+
+class OpenAIVideoCreate(BaseModel):
+    """Body of ``POST /v1/videos`` (JSON; the same fields as a multipart form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: PromptText
+    model: str | None = Field(None, max_length=100)
+    seconds: Annotated[str, Field(max_length=8)] | int | None = Field(
+        None, description="Whole seconds, as text or a number."
+    )
+    size: str | None = Field(None, max_length=16)
+    input_reference: OpenAIImageReference | None = None
+
+
+class OpenAIVideoRemix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: PromptText
+
+
+class BatchCounts(BaseModel):
+    """A batch's rows by outcome (a row not started yet counts as queued)."""
+
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class BatchPublic(BaseModel):
+    """A CSV batch: one task per row."""
+
+    id: str
+    object: Literal["batch"] = "batch"
+    status: Literal["running", "completed", "cancelled"]
+    filename: str | None
+    columns: list[str] = Field(description="The CSV's columns, as the rows are read.")
+    concurrency: int = Field(description="How many of its tasks run at a time.")
+    counts: BatchCounts
+    results_url: str = Field(description="GET it for the results sheet (CSV, UTF-8 with BOM).")
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class BatchList(BaseModel):
+    data: list[BatchPublic]

@@ -1,10 +1,10 @@
 """Doubao Seedance on Volcengine Ark (content-generation tasks).
 
-Protocol (``notes/providers.md``): ``POST {base}/contents/generations/tasks`` with ``model`` and a
-``content`` list (text, then ``image_url`` items with roles ``first_frame`` / ``last_frame``) →
-``{"id": "cgt-…"}``; ``GET …/tasks/{id}`` until ``succeeded`` (``content.video_url``, a signed URL
-valid 24 h); ``DELETE …/tasks/{id}`` cancels a queued task. Output parameters go in JSON fields,
-never as ``--flags`` in the text.
+Protocol (Ark's content-generation API): ``POST {base}/contents/generations/tasks`` with
+``model`` and a ``content`` list (text, then ``image_url`` items with roles ``first_frame`` /
+``last_frame``) → ``{"id": "cgt-…"}``; ``GET …/tasks/{id}`` until ``succeeded``
+(``content.video_url``, a signed URL valid 24 h); ``DELETE …/tasks/{id}`` cancels a queued task.
+Output parameters go in JSON fields, never as ``--flags`` in the text.
 
 Parameter mapping (also stored in the task's ``params`` by :meth:`SeedanceProvider.plan`):
 
@@ -13,7 +13,8 @@ Parameter mapping (also stored in the task's ``params`` by :meth:`SeedanceProvid
 * ``aspect_ratio`` → ``ratio`` (``options.ratio = "adaptive"`` for image-to-video);
   ``resolution`` from the request, else ``[seedance] resolution``, else the model's default.
 * ``image_url`` → first frame; ``last_frame_url`` (needs ``image_url``) → last frame.
-* ``options.camera_fixed`` / ``options.watermark`` override ``[seedance]`` defaults.
+* ``options.camera_fixed`` / ``options.watermark`` override ``[seedance]`` defaults;
+  ``options.model`` overrides ``[seedance] model_t2v`` / ``model_i2v`` (an Ark model id).
 * fps is always 24 (the only value the models accept).
 * ``seed``: the request's; when it has none, a seed derived from the gateway task id. Ark echoes
   the seed in its task list, which is what lets :meth:`SeedanceProvider.find_job` tell a job
@@ -198,7 +199,8 @@ class SeedanceProvider:
             mode = "first_frame"
         else:
             mode = "text_to_video"
-        model = self._settings.model_i2v if request.image_url else self._settings.model_t2v
+        default_model = self._settings.model_i2v if request.image_url else self._settings.model_t2v
+        model = str(opts.get("model") or default_model)
         duration_s = nearest_duration(request.duration_ms, self._settings.durations)
         camera_fixed = opts.get("camera_fixed", self._settings.camera_fixed)
         watermark = opts.get("watermark", self._settings.watermark)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterable
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from app.errors import ForbiddenError, NotFoundError, UnavailableError, ValidationError
 from app.storage.base import StoredObject
@@ -140,6 +140,23 @@ class LocalStorage:
             f"{base_url(self._base_url)}/files/{quote(key)}"
             f"?exp={expires_at}&sig={self._sign(key, expires_at)}"
         )
+
+    def owns(self, url: str) -> bool:
+        """A ``/files`` link whose signature this storage made (whatever host it was given
+        under: links follow the address a client used)."""
+        parts = urlsplit(url)
+        if not parts.path.startswith("/files/"):
+            return False
+        query = parse_qs(parts.query)
+        try:
+            self.verify(
+                unquote(parts.path.removeprefix("/files/")),
+                next(iter(query.get("exp", [])), None),
+                next(iter(query.get("sig", [])), None),
+            )
+        except (ForbiddenError, NotFoundError, ValidationError):
+            return False
+        return True
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).is_file)

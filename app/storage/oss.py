@@ -251,6 +251,10 @@ class OssStorage:
         signed: str = self._signer.sign_url("GET", key, expires, slash_safe=True)
         return signed
 
+    def owns(self, url: str) -> bool:
+        """Links to the bucket are public-host URLs: the caller-URL guard lets them through."""
+        return False
+
     async def exists(self, key: str) -> bool:
         check_key(key)
         found: bool = await self._call(self._bucket.object_exists, key, action=f"HEAD {key}")

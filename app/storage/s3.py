@@ -192,6 +192,10 @@ class S3Storage:
         )
         return url
 
+    def owns(self, url: str) -> bool:
+        """Links to the bucket are public-host URLs: the caller-URL guard lets them through."""
+        return False
+
     async def exists(self, key: str) -> bool:
         check_key(key)
         try:

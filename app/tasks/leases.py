@@ -247,6 +247,12 @@ class Leases:
         claimable = any(row.lease_owner is None or bool(row.expired) for row in rows)
         return owners, claimable
 
+    async def dead(self, owners: set[str]) -> set[str]:
+        """Which of ``owners`` (other processes' instance ids) are no longer running."""
+        others = owners - {self.instance_id}
+        alive = await asyncio.to_thread(self._locks.alive, others) if others else set()
+        return others - alive
+
     async def claim(self) -> list[Task]:
         """Claim released tasks, those of dead processes and those out of lease."""
         owners, claimable = await self._owners()

@@ -68,6 +68,8 @@ class Task:
     # The result cache: what identifies an identical request, and the task whose video this is.
     cache_key: str | None = None
     cached_from: str | None = None
+    # The task this one remixes (same settings, a new prompt), if any.
+    remixed_from: str | None = None
     attempts: int = 0
     # Which gateway process works on the task, and until when (renewed while it runs).
     lease_owner: str | None = None
@@ -77,3 +79,5 @@ class Task:
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
+    # Deleted by its owner: hidden from them, kept for the record (a paid job is never lost).
+    deleted_at: dt.datetime | None = None

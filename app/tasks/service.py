@@ -1,18 +1,22 @@
-"""Task operations behind the routes: create (idempotent), read, wait, cancel, present."""
+"""Task operations behind every client (HTTP API, OpenAI facade, batches): create
+(idempotent), remix, read, page, wait, cancel, delete, present; reference-image uploads."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import uuid
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Any, Literal
+
+from PIL import Image, UnidentifiedImageError
 
 from app.config import Settings
-from app.errors import ForbiddenError, NotFoundError
+from app.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from app.logs import log_context
 from app.metrics import Metrics
 from app.netguard import UrlPolicy
@@ -40,6 +44,18 @@ _NOT_CACHE_KEY = frozenset(
 )
 #: Fields whose values are URLs a caller gives (checked against the URL guard at create).
 _URL_FIELDS = ("callback_url", "image_url", "last_frame_url")
+
+#: Image formats a reference image may have (what the providers take), with their file types.
+IMAGE_TYPES = {
+    "JPEG": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+    "BMP": (".bmp", "image/bmp"),
+    "TIFF": (".tiff", "image/tiff"),
+    "GIF": (".gif", "image/gif"),
+}
+
+ContentVariant = Literal["video", "thumbnail", "spritesheet"]
 
 
 def new_task_id() -> str:
@@ -144,6 +160,7 @@ class TaskService:
         explicit: Collection[str] | None = None,
         group_id: str | None = None,
         principal: Principal | None = None,
+        remixed_from: str | None = None,
     ) -> tuple[Task, bool]:
         """Validate, screen, route, store and enqueue; returns ``(task, created)``.
 
@@ -153,7 +170,8 @@ class TaskService:
         video (``cached_from``): no provider job, no quota.
         """
         for field, url in caller_urls(body):
-            self._url_policy.check_url(url, field=field)
+            if not self._storage.owns(url):  # our own signed links are not a caller's URL
+                self._url_policy.check_url(url, field=field)
         self._prompts.validate(
             style=body.get("style"), template=body.get("template"), platform=body.get("platform")
         )
@@ -205,6 +223,7 @@ class TaskService:
             request_hash=request_hash(body),
             group_id=group_id,
             cache_key=key,
+            remixed_from=remixed_from,
             lease_owner=self._runner.instance_id,
         )
         if key is not None:
@@ -323,12 +342,48 @@ class TaskService:
             tasks.append(task)
         return group_id, tasks
 
+    async def remix(
+        self,
+        task_id: str,
+        *,
+        owner: str,
+        prompt: str,
+        idempotency_key: str | None = None,
+        principal: Principal | None = None,
+    ) -> Task:
+        """A new task with ``task_id``'s settings and a new prompt, pointing back at it."""
+        source = await self.get(task_id, owner=owner)
+        body = {**source.request, "prompt": prompt}
+        task, _ = await self.create(
+            body,
+            owner=owner,
+            idempotency_key=idempotency_key,
+            explicit=set(body),
+            principal=principal,
+            remixed_from=source.id,
+        )
+        return task
+
     async def get(self, task_id: str, *, owner: str | None) -> Task:
         """``owner``'s task (``None``: anyone's, for admins); 404 for another's."""
         task = await self._store.get(task_id, owner=owner)
-        if task is None:
+        if task is None or task.deleted_at is not None:
             raise NotFoundError(f"no task {task_id!r}")
         return task
+
+    async def page(
+        self, *, owner: str, after: str | None, limit: int, ascending: bool
+    ) -> tuple[list[Task], bool]:
+        """One page of the owner's tasks after the task ``after``; and whether more follow."""
+        cursor = None
+        if after is not None:
+            cursor = await self._store.get(after, owner=owner)
+            if cursor is None:
+                raise NotFoundError(f"no task {after!r} to list after", param="after")
+        found = await self._store.page_for(
+            owner=owner, after=cursor, limit=limit + 1, ascending=ascending
+        )
+        return found[:limit], len(found) > limit
 
     async def list(
         self,
@@ -404,6 +459,67 @@ class TaskService:
         """Look at this task's provider job now (a hint, e.g. from a provider callback)."""
         self._runner.nudge(task_id)
 
+    async def delete(self, task_id: str, *, owner: str) -> Task:
+        """Cancel the task if it has not ended, then delete it for its owner.
+
+        The row stays (a paid job is never lost track of) but is hidden from the owner: reads
+        answer 404, lists leave it out. The stored video is removed.
+        """
+        task = await self.get(task_id, owner=owner)
+        if not task.status.is_terminal:
+            task = await self.cancel(task_id, owner=owner)
+        if not await self._store.hide(task.id, owner=owner):
+            raise NotFoundError(f"no task {task_id!r}")  # deleted meanwhile
+        for key in (task.video_key, getattr(task, "thumbnail_key", None)):
+            if key:
+                try:
+                    await self._storage.delete(key)
+                except Exception as exc:  # the record is deleted; a stray file is harmless
+                    logger.warning("task %s: deleting %s failed: %s", task.id, key, exc)
+        logger.info("task %s deleted by its owner", task.id)
+        return task
+
+    async def content_url(self, task: Task, variant: ContentVariant) -> str:
+        """A signed URL of the task's video or thumbnail; 409 until it has one."""
+        if variant == "video":
+            if task.status is not TaskStatus.SUCCEEDED or not task.video_key:
+                raise ConflictError(
+                    f"task {task.id} has no video (it is {task.status.value})", param="variant"
+                )
+            key: str = task.video_key
+        elif variant == "thumbnail":
+            # Set once the media pipeline makes thumbnails; none before that.
+            thumbnail: str | None = getattr(task, "thumbnail_key", None)
+            if not thumbnail:
+                raise NotFoundError(f"task {task.id} has no thumbnail", param="variant")
+            key = thumbnail
+        else:
+            raise NotFoundError(f"this gateway makes no {variant}", param="variant")
+        return await self._storage.url(key, expires_s=self._settings.storage.url_expires_s)
+
+    async def store_reference_image(self, data: bytes, *, param: str = "image") -> str:
+        """Keep an uploaded image in storage; return a signed URL a provider can fetch."""
+        try:
+            kind = await asyncio.to_thread(_image_format, data)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            raise BadRequestError(
+                "the uploaded file is not an image this gateway can read", param=param
+            ) from None
+        if kind not in IMAGE_TYPES:
+            raise BadRequestError(
+                f"{kind} images are not supported; use one of {', '.join(IMAGE_TYPES)}",
+                param=param,
+            )
+        suffix, content_type = IMAGE_TYPES[kind]
+        key = f"inputs/{utcnow():%Y/%m/%d}/{uuid.uuid4().hex}{suffix}"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        stored = await self._storage.put(key, chunks(), content_type=content_type, size=len(data))
+        # Long enough for a job that waits in a provider's queue, then fetches its input.
+        return await self._storage.url(stored.key, expires_s=self._settings.storage.url_expires_s)
+
     async def on_terminal(self, task: Task) -> None:
         """A task ended: count it, and deliver its webhook (already in the outbox) now."""
         self._metrics.finished(task)
@@ -440,8 +556,16 @@ class TaskService:
             "metadata": task.metadata,
             "group_id": task.group_id,
             "cached_from": task.cached_from,
+            "remixed_from": task.remixed_from,
             "created_at": task.created_at.isoformat(),
             "updated_at": task.updated_at.isoformat(),
             "finished_at": task.finished_at.isoformat() if task.finished_at else None,
             "request": public_request(task.request),
         }
+
+
+def _image_format(data: bytes) -> str:
+    """The image format Pillow reads in ``data`` (verified, not decoded in full)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+        return str(image.format)

@@ -72,6 +72,7 @@ tasks_table = sa.Table(
     sa.Column("group_id", sa.String(40), index=True),
     sa.Column("cache_key", sa.String(64), index=True),
     sa.Column("cached_from", sa.String(40)),
+    sa.Column("remixed_from", sa.String(40)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_until", sa.DateTime(timezone=True), index=True),
@@ -79,6 +80,7 @@ tasks_table = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("owner", "idempotency_key", name="uq_vgw_tasks_idempotency"),
 )
 
@@ -86,7 +88,14 @@ _FIELDS = [f.name for f in dataclasses.fields(Task)]
 _COLUMNS = tasks_table.c
 # "Not terminal", spelled so that the status index serves it.
 _LIVE = _COLUMNS.status.in_([s.value for s in TaskStatus if not s.is_terminal])
-_DATETIMES = ("created_at", "updated_at", "finished_at", "lease_until", "submit_started_at")
+_DATETIMES = (
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "lease_until",
+    "submit_started_at",
+    "deleted_at",
+)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -267,7 +276,7 @@ class TaskStore:
         ``owner=None``: every owner's tasks (admins)."""
 
         def select() -> list[Task]:
-            query = tasks_table.select()
+            query = tasks_table.select().where(_COLUMNS.deleted_at.is_(None))
             if owner is not None:
                 query = query.where(_COLUMNS.owner == owner)
             if status is not None:
@@ -318,6 +327,7 @@ class TaskStore:
                 _COLUMNS.status == TaskStatus.SUCCEEDED.value,
                 _COLUMNS.video_key.is_not(None),
                 _COLUMNS.cached_from.is_(None),
+                _COLUMNS.deleted_at.is_(None),  # its file is gone
                 _COLUMNS.finished_at >= since,
             )
             .order_by(_COLUMNS.finished_at.desc())
@@ -342,6 +352,32 @@ class TaskStore:
         if found is not None and found.created_at < utcnow() - IDEMPOTENCY_TTL:
             return None
         return found
+
+    async def page_for(
+        self, *, owner: str, after: Task | None, limit: int, ascending: bool
+    ) -> list[Task]:
+        """The owner's tasks (deleted ones left out) by creation time, oldest or newest first,
+        starting after the task ``after``: keyset paging on ``(created_at, id)``, stable while
+        new tasks arrive."""
+
+        def select() -> list[Task]:
+            c = _COLUMNS
+            query = tasks_table.select().where(c.owner == owner, c.deleted_at.is_(None))
+            if after is not None:
+                if ascending:
+                    later = sa.and_(c.created_at == after.created_at, c.id > after.id)
+                    query = query.where(sa.or_(c.created_at > after.created_at, later))
+                else:
+                    earlier = sa.and_(c.created_at == after.created_at, c.id < after.id)
+                    query = query.where(sa.or_(c.created_at < after.created_at, earlier))
+            if ascending:
+                query = query.order_by(c.created_at.asc(), c.id.asc())
+            else:
+                query = query.order_by(c.created_at.desc(), c.id.desc())
+            with self.engine.connect() as conn:
+                return [row_to_task(row) for row in conn.execute(query.limit(limit))]
+
+        return await self.run(select)
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:
@@ -380,6 +416,22 @@ class TaskStore:
                 task = row_to_task(found)
                 outbox.enqueue_events(conn, task, values)
             return task
+
+        return await self.run(apply)
+
+    async def hide(self, task_id: str, *, owner: str) -> bool:
+        """Mark the owner's task deleted, ended or not (the row stays); False if there was no
+        such task left to hide."""
+        statement = (
+            tasks_table.update()
+            .where(_COLUMNS.id == task_id, _COLUMNS.owner == owner, _COLUMNS.deleted_at.is_(None))
+            .values(deleted_at=utcnow(), updated_at=utcnow())
+            .returning(_COLUMNS.id)
+        )
+
+        def apply() -> bool:
+            with self.write() as conn:
+                return conn.execute(statement).first() is not None
 
         return await self.run(apply)
 

@@ -213,6 +213,16 @@ class TokenStore:
 
         return await self._run(select)
 
+    async def by_tenant(self, tenant_id: str) -> TokenRecord | None:
+        query = tokens_table.select().where(tokens_table.c.tenant_id == tenant_id)
+
+        def select() -> TokenRecord | None:
+            with self._engine.connect() as conn:
+                row = conn.execute(query).first()
+            return _row_to_record(row) if row else None
+
+        return await self._run(select)
+
     async def by_name(self, name: str) -> TokenRecord | None:
         def select() -> TokenRecord | None:
             with self._engine.connect() as conn:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import app.batches.store
 import app.tasks.outbox
 import app.tasks.store
 import app.tenants.tokens  # noqa: F401 - registers vgw_tokens on the metadata

@@ -1,4 +1,4 @@
-"""Every shipped Dify DSL file passes Dify's own engine (graphon) and the traps in notes/dify.md.
+"""Every shipped Dify DSL file passes Dify's own engine (graphon) and the known import traps.
 
 Validation loads each file with ``graphon.dsl.inspect``, validates every node's ``data`` with
 the NodeData class Dify uses, builds the graph with ``Graph.init`` and checks that every

@@ -1,4 +1,4 @@
-"""Volcengine Ark content-generation emulator (Seedance), faithful to ``notes/providers.md``.
+"""Volcengine Ark content-generation emulator (Seedance), faithful to Ark's published API.
 
 Checks what Ark checks: the Bearer key, the model id, the ``content`` items, every output field's
 type and range (``null`` means absent, as the official SDK sends it), text ``--flags`` as an older

@@ -1,4 +1,4 @@
-"""Volcengine V4 signing against the published test vectors (notes/providers.md)."""
+"""Volcengine V4 signing against the test vectors Volcengine publishes for its signer."""
 
 from __future__ import annotations
 

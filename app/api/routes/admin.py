@@ -9,18 +9,24 @@ from fastapi import APIRouter, Request, status
 
 from app.api.deps import AdminDep, TokenServiceDep
 from app.api.schemas import (
+    AUTH_ERRORS,
     TokenCreate,
     TokenIssued,
     TokenList,
     TokenPublic,
     TokenRotate,
     TokenUpdate,
+    error_responses,
 )
 from app.api.security import TokenVerifier
 from app.tenants.principal import TokenLimits
 from app.tenants.tokens import TokenRecord, TokenService
 
-router = APIRouter(prefix="/v1/admin/tokens", tags=["admin"])
+router = APIRouter(
+    prefix="/v1/admin/tokens",
+    tags=["admin"],
+    responses=error_responses(*AUTH_ERRORS, 404, 409, 422, 503),
+)
 
 
 async def _public(tokens: TokenService, record: TokenRecord) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import SettingsDep
+from app.api.schemas import error_responses
 from app.errors import NotFoundError
 
 router = APIRouter(prefix="/dify/workflows", tags=["dify"])
@@ -121,7 +122,7 @@ async def list_workflows() -> dict[str, Any]:
     return {"data": data}
 
 
-@router.get("/{filename}", response_class=Response)
+@router.get("/{filename}", response_class=Response, responses=error_responses(404, 422))
 async def download_workflow(
     filename: str, settings: SettingsDep, base_url: BaseUrl = None
 ) -> Response:

@@ -16,14 +16,26 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from app.api.deps import AdminDep, OptionalPrincipalDep
 from app.api.errors import error_response
+from app.api.schemas import error_responses
 from app.errors import AppError
 
 router = APIRouter(tags=["health"])
 READY_TTL_S = 5.0
 Check = Callable[[], Awaitable[None]]
+
+
+class Health(BaseModel):
+    status: str
+    instance: str
+
+
+class ReadinessBody(BaseModel):
+    status: str
+    checks: dict[str, str] | None = None
 
 
 async def _probe(check: Check) -> str:
@@ -61,14 +73,14 @@ class Readiness:
             return self._results
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz(request: Request) -> dict[str, str]:
     """The process is alive (``instance``: which gateway process answered)."""
     runner = getattr(request.app.state, "runner", None)
     return {"status": "ok", "instance": runner.instance_id if runner else "starting"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={200: {"model": ReadinessBody}, **error_responses(503)})
 async def readyz(request: Request, principal: OptionalPrincipalDep) -> JSONResponse:
     """Ready or not (details for admin tokens): store, storage, default provider, limiter."""
     readiness: Readiness = request.app.state.readiness

@@ -8,9 +8,14 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import PromptsDep, ProvidersDep, get_principal
-from app.api.schemas import PromptText
+from app.api.schemas import AUTH_ERRORS, PromptText, error_responses
 
-router = APIRouter(prefix="/v1/prompts", tags=["prompts"], dependencies=[Depends(get_principal)])
+router = APIRouter(
+    prefix="/v1/prompts",
+    tags=["prompts"],
+    dependencies=[Depends(get_principal)],
+    responses=error_responses(*AUTH_ERRORS),
+)
 
 
 class PromptExpand(BaseModel):
@@ -63,7 +68,7 @@ class PromptCatalog(BaseModel):
     platforms: list[PresetInfo]
 
 
-@router.post("/expand", response_model=PromptExpansion)
+@router.post("/expand", response_model=PromptExpansion, responses=error_responses(400, 422, 503))
 async def expand_prompt(
     body: PromptExpand, prompts: PromptsDep, providers: ProvidersDep
 ) -> dict[str, Any]:

@@ -8,9 +8,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.api.deps import PrincipalDep, ProvidersDep
+from app.api.schemas import AUTH_ERRORS, error_responses
 from app.providers.base import ASPECT_RATIOS
 
-router = APIRouter(prefix="/v1/providers", tags=["providers"])
+router = APIRouter(
+    prefix="/v1/providers", tags=["providers"], responses=error_responses(*AUTH_ERRORS)
+)
 
 
 class ProviderCapabilities(BaseModel):

@@ -7,12 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, status
 
 from app.api.deps import PrincipalDep, TasksDep
-from app.api.schemas import TaskGroup, TaskList, TaskPublic, TaskStatusWord, VideoCreate
+from app.api.schemas import (
+    AUTH_ERRORS,
+    TaskGroup,
+    TaskList,
+    TaskPublic,
+    TaskStatusWord,
+    VideoCreate,
+    error_responses,
+)
 from app.api.security import Principal, TokenVerifier
 from app.errors import ForbiddenError, NotFoundError
 from app.tasks.models import TaskStatus
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(*AUTH_ERRORS, 422))
 
 IdempotencyKey = Annotated[
     str | None,
@@ -55,7 +63,12 @@ def task_fields(body: VideoCreate) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"n", "styles"})
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic | TaskGroup)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic | TaskGroup,
+    responses=error_responses(400, 409, 413, 503),
+)
 async def create_task(
     body: VideoCreate,
     principal: PrincipalDep,
@@ -85,7 +98,7 @@ async def create_task(
     return await tasks.present(task)
 
 
-@router.get("/{task_id}", response_model=TaskPublic)
+@router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404))
 async def get_task(
     task_id: str,
     request: Request,
@@ -133,7 +146,7 @@ async def list_tasks(
     }
 
 
-@router.delete("/{task_id}", response_model=TaskPublic)
+@router.delete("/{task_id}", response_model=TaskPublic, responses=error_responses(404))
 async def cancel_task(task_id: str, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
     """Cancel a task that has not ended (also at the provider)."""
     return await tasks.present(await tasks.cancel(task_id, owner=principal.owner))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import PrincipalDep, SettingsDep, TasksDep
 from app.api.errors import app_error_response
 from app.api.routes.tasks import IdempotencyKey, task_fields
-from app.api.schemas import ErrorBody, TaskAccepted, VideoCreate, VideoResult
+from app.api.schemas import AUTH_ERRORS, TaskAccepted, VideoCreate, VideoResult, error_responses
 from app.errors import ConflictError, ValidationError
 from app.tasks.models import Task, TaskStatus
 from app.tasks.pipeline import stored_error
@@ -34,7 +34,10 @@ def generated_duration_ms(task: Task) -> int:
 @router.post(
     "/generate-video",
     response_model=VideoResult,
-    responses={202: {"model": TaskAccepted}, 400: {"model": ErrorBody}, 502: {"model": ErrorBody}},
+    responses={
+        202: {"model": TaskAccepted, "description": "Still running: poll status_url"},
+        **error_responses(*AUTH_ERRORS, 400, 409, 413, 422, 502, 503, 504),
+    },
 )
 async def generate_video(
     body: VideoCreate,
