@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -21,8 +22,9 @@ async def get_file(
     exp: Annotated[str | None, Query()] = None,
     sig: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
-    """Serve a stored video when the URL's signature is valid and unexpired."""
+    """Serve a stored video (or its last frame) when the URL's signature is valid and unexpired."""
     if not isinstance(storage, LocalStorage):
         raise NotFoundError("this gateway does not serve files itself")
     path = storage.verify(key, exp, sig)
-    return FileResponse(path, media_type="video/mp4", filename=path.name)
+    media_type = mimetypes.guess_type(path.name)[0] or "video/mp4"
+    return FileResponse(path, media_type=media_type, filename=path.name)

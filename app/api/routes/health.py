@@ -38,7 +38,8 @@ async def _probe(check: Any) -> str:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """The task store, the storage and the default provider are reachable."""
+    """The task store, the storage and the default provider are reachable (and each
+    provider's circuit breaker: closed, open or half_open)."""
     state = request.app.state
     provider = state.providers.get(state.providers.default)
     checks = {
@@ -52,7 +53,10 @@ async def readyz(request: Request) -> JSONResponse:
         return error_response(
             503, "unavailable", f"not ready: {message}", retryable=True, detail=checks
         )
-    return JSONResponse({"status": "ready", "checks": checks})
+    # Circuit breakers (app.providers.health) inform, they do not make the gateway unready:
+    # an open circuit means tasks go to other providers or fail fast for a while.
+    breakers = state.providers.breakers.snapshot()
+    return JSONResponse({"status": "ready", "checks": checks, "providers": breakers})
 
 
 @router.get("/metrics", include_in_schema=False)
