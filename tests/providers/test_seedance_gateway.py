@@ -12,7 +12,7 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, LiveGateway
 from tests.emulators import ark
 from tests.emulators.ark import LAST_FRAME_PNG, ArkState
 from tests.emulators.faults import Videos
@@ -185,3 +185,21 @@ def test_bad_input_is_a_422_naming_the_field(
     assert response.json()["error"]["code"] == "validation_error"
     assert field in response.text
     assert ark_emu.state.creates == 0
+
+
+def test_other_providers_refuse_or_ignore_what_they_cannot_do(live_gateway: LiveGateway) -> None:
+    gw = live_gateway  # preview only
+    ignored = gw.client.post(
+        "/v1/tasks", json={"prompt": "a fox", "generate_audio": True, "return_last_frame": True}
+    )
+    assert ignored.status_code == 202, ignored.text
+    warnings = ignored.json()["warnings"]
+    assert any(w.startswith("generate_audio: preview") for w in warnings)
+    assert any(w.startswith("return_last_frame: preview") for w in warnings)
+    for body, field in (
+        ({"reference_images": REFS[:1]}, "reference_images"),
+        ({"reference_images": REFS[:1], "provider": "preview"}, "reference_images"),
+        ({"draft": True, "provider": "preview"}, "draft"),
+    ):
+        refused = gw.client.post("/v1/tasks", json={"prompt": "a fox", **body})
+        assert refused.status_code == 422 and field in refused.json()["error"]["message"]
