@@ -61,6 +61,7 @@ def test_an_open_circuit_is_passed_by_and_shown(
         second = generate(gw)
         health = breakers(gw)
         metrics = gw.client.get("/metrics").text
+        listed = {p["name"]: p for p in gw.client.get("/v1/providers").json()["data"]}
     assert first["provider"] == "jimeng" and "seedance failed" in first["route_reason"]
     # The second task never asked Ark: its circuit was open.
     assert second["provider"] == "jimeng" and "seedance passed by" in second["route_reason"]
@@ -69,6 +70,7 @@ def test_an_open_circuit_is_passed_by_and_shown(
     assert health["seedance"]["state"] == "open" and health["seedance"]["times_opened"] == 1
     assert health["seedance"]["errors"] == {"provider_error": 1}
     assert health["jimeng"]["state"] == "closed"
+    assert listed["seedance"]["circuit"] == "open" and listed["jimeng"]["circuit"] == "closed"
     assert 'vgw_provider_breaker_state{provider="seedance"} 2.0' in metrics
     assert 'vgw_provider_breaker_state{provider="jimeng"} 0.0' in metrics
     assert 'vgw_provider_errors_total{code="provider_error",provider="seedance"} 1.0' in metrics
