@@ -179,6 +179,7 @@ class ArkState:
     deletes: list[str] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
     frames_served: int = 0
+    frames_gone: bool = False  # the last-frame URL answers 404 (expired)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Every create: with this probability, take the job, then hold the answer slow_answer_s.
     slow_answer_ratio: float = 0.0
@@ -647,6 +648,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
 
     @app.get("/frames/{name}")
     async def frame(name: str) -> Response:
+        if state.frames_gone:
+            return Response(b"NoSuchKey", status_code=404)
         state.frames_served += 1
         return Response(LAST_FRAME_PNG, media_type="image/png")
 

@@ -100,6 +100,21 @@ def streams_of_bytes(data: bytes, path: Path) -> str:
     return streams(path)
 
 
+def test_a_last_frame_that_cannot_be_fetched_is_a_warning_not_a_failure(
+    gateway_factory: GatewayFactory, ark_emu: Emulator[ArkState], mp4_bytes: bytes
+) -> None:
+    ark_emu.state.frames_gone = True
+    with gateway_factory(overrides(ark_emu)) as gw:
+        result = gw.client.post(
+            "/generate-video", json={"prompt": "a fox", "return_last_frame": True}
+        ).json()
+        task = gw.client.get(f"/v1/tasks/{result['task_id']}").json()
+        video = httpx.get(result["video_url"], timeout=30)
+    assert task["status"] == "succeeded" and video.content == mp4_bytes
+    assert task["last_frame_url"] is None
+    assert any(w.startswith("last frame not stored") for w in task["warnings"])
+
+
 def test_no_last_frame_unless_asked(
     gateway_factory: GatewayFactory, ark_emu: Emulator[ArkState]
 ) -> None:
