@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from app.providers.rules import validate_rules
+
 _PLACEHOLDER = re.compile(
     r"^(your[_\-\s]|<.*>$|changeme|change[_-]me|xxx+$|placeholder|todo$)", re.I
 )
@@ -260,6 +262,10 @@ class ProvidersSettings(Section):
     routes: list[dict[str, Any]] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=list)
     deadline_s: float = Field(3600.0, gt=0)
+    # Circuit breakers: this many provider failures in a row open a provider's circuit (routing
+    # and fallback pass it by) for breaker_open_s; then one task tries it again.
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_open_s: float = Field(30.0, ge=0.1, le=86400)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -269,8 +275,6 @@ class ProvidersSettings(Section):
     @field_validator("routes")
     @classmethod
     def _check_routes(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from app.providers.routing import validate_rules  # the rule format lives there
-
         return validate_rules(value)
 
     @field_validator("fallback", mode="before")
@@ -287,9 +291,15 @@ class PreviewSettings(Section):
 class SeedanceSettings(Section):
     base_url: str = "https://ark.cn-beijing.volces.com/api/v3"
     api_key: SecretStr | None = None
-    model_t2v: str = "doubao-seedance-1-0-pro-250528"
-    model_i2v: str = "doubao-seedance-1-0-pro-250528"
+    # A model per mode: text-to-video, first frame, first+last frame (unset: model_i2v),
+    # reference images.
+    model_t2v: str = "doubao-seedance-1-5-pro-251215"
+    model_i2v: str = "doubao-seedance-1-5-pro-251215"
+    model_first_last: str | None = None
+    model_reference: str = "doubao-seedance-1-0-lite-i2v-250428"
     resolution: Literal["480p", "720p", "1080p"] | None = None
+    # Unset: the model's default (Seedance 1.5 pro and 2.0 make sound unless told not to).
+    generate_audio: bool | None = None
     watermark: bool = False
     camera_fixed: bool | None = None
     max_running: int = Field(5, ge=1, le=100)
@@ -334,6 +344,9 @@ class JimengSettings(Section):
     max_running: int = Field(5, ge=1, le=100)
     timeout_s: float = Field(30.0, gt=0)
     relay_timeout_s: float = Field(1500.0, gt=0)
+    # How long a relay submit waits for an early error answer (risk control, expired session)
+    # so that the task can fall back to another provider.
+    relay_answer_window_s: float = Field(2.0, ge=0, le=60)
     deadline_s: float | None = Field(None, gt=0)
     retries: int = Field(3, ge=0, le=10)
     backoff_base_s: float = Field(0.5, gt=0, le=60)

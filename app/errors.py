@@ -133,10 +133,14 @@ class ProviderError(AppError):
         retryable: bool | None = None,
         retry_after_s: float | None = None,
         headers: dict[str, str] | None = None,
+        open_circuit: bool = False,
     ) -> None:
         super().__init__(message, retryable=retryable, headers=headers)
         self.provider = provider
         self.retry_after_s = retry_after_s
+        # The provider refused service for a while (a relay's risk control, an account
+        # blocked): its circuit opens at once instead of after several failures.
+        self.open_circuit = open_circuit
 
 
 class ProviderAuthError(ProviderError):

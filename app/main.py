@@ -160,6 +160,7 @@ def create_app(
             prompts = PromptService.from_settings(settings)
             stack.push_async_callback(prompts.aclose)
             metrics = Metrics()
+            metrics.watch_breakers(providers.breakers)
             changes: Signals[Task] = Signals()
             nudges: Signals[None] = Signals()
             instance_id = new_instance_id()

@@ -16,11 +16,19 @@ from pydantic import (
 
 from app.prompts.variants import MAX_VARIANTS
 
+MAX_REFERENCE_IMAGES = 9  # the most any provider takes (Seedance 2.0)
+
 
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("prompt must not be blank")
     return value
+
+
+def _check_image_url(value: str) -> None:
+    # The scheme only; where the URL may lead is the URL guard's to decide when it is fetched.
+    if not value.startswith(("http://", "https://", "data:image/")):
+        raise ValueError("must be an http(s) URL or a data:image/... URL")
 
 
 #: A user's prompt: 1–2000 characters, not only whitespace.
@@ -55,6 +63,27 @@ class VideoCreate(BaseModel):
         max_length=10_000_000,
         description="Last frame; needs image_url too (first+last frame).",
     )
+    reference_images: list[Annotated[str, Field(max_length=10_000_000)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_REFERENCE_IMAGES,
+        description="Images (URLs or data:image/ URLs) the video draws on — subjects, style — "
+        "without fixing a frame; not with image_url. Seedance: 1-4 (1.0 lite) or 1-9 (2.0).",
+    )
+    generate_audio: bool | None = Field(
+        None, description="A soundtrack made with the video (Seedance 1.5 pro and 2.0)."
+    )
+    return_last_frame: bool | None = Field(
+        None, description="Keep the video's last frame as an image (the task's last_frame_url)."
+    )
+    draft: bool | None = Field(
+        None, description="A cheap 480p draft first (Seedance 1.5 pro); render it with from_draft."
+    )
+    from_draft: str | None = Field(
+        None,
+        max_length=40,
+        description="The id of a succeeded draft task of yours to render in full.",
+    )
     callback_url: str | None = Field(
         None, max_length=2000, description="Gets a signed POST (Standard Webhooks) per event."
     )
@@ -84,8 +113,15 @@ class VideoCreate(BaseModel):
     @field_validator("image_url", "last_frame_url")
     @classmethod
     def _image_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://", "data:image/")):
-            raise ValueError("must be an http(s) URL or a data:image/... URL")
+        if value is not None:
+            _check_image_url(value)
+        return value
+
+    @field_validator("reference_images")
+    @classmethod
+    def _reference_images(cls, value: list[str] | None) -> list[str] | None:
+        for url in value or []:
+            _check_image_url(url)
         return value
 
     @field_validator("callback_url")
@@ -132,6 +168,7 @@ class TaskPublic(BaseModel):
     route_reason: str | None
     warnings: list[str]
     video_url: str | None
+    last_frame_url: str | None = None
     filename: str | None
     expires_at: dt.datetime | None
     error: TaskError | None

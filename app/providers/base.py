@@ -29,7 +29,7 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from app.errors import AppError
@@ -51,6 +51,15 @@ class GenerationRequest:
     resolution: str | None = None
     image_url: str | None = None
     last_frame_url: str | None = None
+    # Images the video should draw on (subjects, style) without fixing any frame.
+    reference_images: tuple[str, ...] = ()
+    # None: the provider's (model's) default.
+    generate_audio: bool | None = None
+    # Keep the video's last frame as an image (the task's ``last_frame_url``).
+    return_last_frame: bool = False
+    # A cheap low-resolution draft, and the provider's id of a draft to render in full.
+    draft: bool = False
+    draft_job_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,6 +83,8 @@ class JobStatus:
     provider_status: str
     progress: int | None = None
     video_url: str | None = None
+    # The video's last frame as an image, when the job was asked for it.
+    last_frame_url: str | None = None
     error: AppError | None = None
     poll_after_s: float | None = None
 
@@ -124,6 +135,8 @@ class ClipLimits:
 class Capabilities:
     image_input: bool = False
     last_frame: bool = False
+    # How many reference images a request may carry (0: none).
+    reference_images: int = 0
     negative_prompt: bool = False
     max_prompt_chars: int = 2000
     max_concurrency: int = 4
@@ -190,3 +203,13 @@ class VideoProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LastFrameSource(Protocol):
+    """A provider that can hand back a finished job's last frame (``JobStatus.last_frame_url``)
+    as an image stream; the pipeline stores it beside the video."""
+
+    def open_last_frame(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AbstractAsyncContextManager[VideoStream]: ...

@@ -35,6 +35,7 @@ from app.providers.base import (
 )
 from app.providers.download import UrlStream, open_url_stream
 from app.providers.http import RetryPolicy, describe_transport_error, send
+from app.providers.planning import refuse_or_ignore
 
 if TYPE_CHECKING:
     from app.config import CogVideoXSettings, Settings
@@ -132,10 +133,11 @@ class CogVideoXProvider:
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
         if request.last_frame_url:
             raise ValidationError("cogvideox does not take a last frame (last_frame_url)")
+        ignored = refuse_or_ignore(request, NAME)
         fps = self._settings.fps
         frames = frames_for(request.duration_ms, fps, self._settings.max_frames)
         width, height = size_for(request.aspect_ratio, self._settings)
-        return {
+        params: dict[str, Any] = {
             "num_frames": frames,
             "fps": fps,
             "width": width,
@@ -149,6 +151,9 @@ class CogVideoXProvider:
                 f"became {frames} frames ({frames / fps:.2f} s)"
             ),
         }
+        if ignored:
+            params["ignored"] = ignored
+        return params
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         params = self.plan(request)

@@ -13,29 +13,34 @@ when a session id and a relay URL are known, else Jimeng is not configured.
 
 Durations: both modes make 5 s or 10 s videos (121 / 241 frames); ``duration_ms`` ≤ 7500 gives
 5 s, longer gives 10 s. The task's ``params`` show the choice.
+
+Both ways at once: when the mode serving ``jimeng`` is one and the other is configured too (a
+relay session and official keys), the other is registered as a provider of its own,
+``jimeng-official`` or ``jimeng-relay``, with its own circuit breaker, so that
+``[providers] fallback = jimeng-official`` sends tasks to the official API while the relay is
+refused by risk control.
+
+The adapters import only ``jimeng_common``; this module imports them (no cycle).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.providers.jimeng_common import NAME, duration_s_for, frames_for
+from app.providers.jimeng_official import JimengOfficialProvider
+from app.providers.jimeng_relay import JimengRelayProvider
+
 if TYPE_CHECKING:
     from app.config import Settings
     from app.providers.base import VideoProvider
     from app.providers.registry import ProviderDeps
 
-NAME = "jimeng"
+__all__ = ["NAME", "duration_s_for", "frames_for", "relay_base_url", "resolve_mode"]
+
 IMAGE_ENDPOINT_SUFFIX = "/v1/images/generations"
-
-
-def duration_s_for(duration_ms: int) -> int:
-    """Jimeng makes 5 s or 10 s videos: ≤ 7.5 s → 5, longer → 10."""
-    return 5 if duration_ms <= 7500 else 10
-
-
-def frames_for(duration_ms: int) -> int:
-    """Official API frame counts: 121 frames = 5 s, 241 = 10 s (24 fps + 1)."""
-    return 121 if duration_s_for(duration_ms) == 5 else 241
+OFFICIAL_NAME = f"{NAME}-official"
+RELAY_NAME = f"{NAME}-relay"
 
 
 def relay_base_url(settings: Settings) -> str | None:
@@ -55,39 +60,67 @@ def relay_session(settings: Settings) -> str | None:
     return session.get_secret_value() if session is not None else None
 
 
+def official_ready(settings: Settings) -> bool:
+    return settings.jimeng.access_key is not None and settings.jimeng.secret_key is not None
+
+
+def relay_ready(settings: Settings) -> bool:
+    return relay_session(settings) is not None and relay_base_url(settings) is not None
+
+
 def resolve_mode(settings: Settings) -> str | None:
-    """The mode to run in, or ``None`` when Jimeng is not configured."""
-    jimeng = settings.jimeng
-    official_ready = jimeng.access_key is not None and jimeng.secret_key is not None
-    relay_ready = relay_session(settings) is not None and relay_base_url(settings) is not None
-    if jimeng.mode == "official":
-        return "official" if official_ready else None
-    if jimeng.mode == "relay":
-        return "relay" if relay_ready else None
-    if official_ready:
+    """The mode ``jimeng`` runs in, or ``None`` when Jimeng is not configured."""
+    mode = settings.jimeng.mode
+    if mode == "official":
+        return "official" if official_ready(settings) else None
+    if mode == "relay":
+        return "relay" if relay_ready(settings) else None
+    if official_ready(settings):
         return "official"
-    return "relay" if relay_ready else None
+    return "relay" if relay_ready(settings) else None
+
+
+def build(settings: Settings, deps: ProviderDeps, mode: str, *, name: str) -> VideoProvider:
+    if mode == "official":
+        return JimengOfficialProvider(http=deps.http, settings=settings.jimeng, name=name)
+    base_url = relay_base_url(settings)
+    session = relay_session(settings)
+    assert base_url is not None and session is not None
+    return JimengRelayProvider(
+        http=deps.http, settings=settings.jimeng, base_url=base_url, session_id=session, name=name
+    )
 
 
 class JimengProvider:
-    """Registry entry: builds the official or the relay adapter from settings."""
+    """Registry entry ``jimeng``: the official or the relay adapter, per ``resolve_mode``."""
 
     name = NAME
 
     @classmethod
     def from_settings(cls, settings: Settings, deps: ProviderDeps) -> VideoProvider | None:
         mode = resolve_mode(settings)
-        if mode == "official":
-            from app.providers.jimeng_official import JimengOfficialProvider
+        return build(settings, deps, mode, name=NAME) if mode is not None else None
 
-            return JimengOfficialProvider(http=deps.http, settings=settings.jimeng)
-        if mode == "relay":
-            from app.providers.jimeng_relay import JimengRelayProvider
 
-            base_url = relay_base_url(settings)
-            session = relay_session(settings)
-            assert base_url is not None and session is not None
-            return JimengRelayProvider(
-                http=deps.http, settings=settings.jimeng, base_url=base_url, session_id=session
-            )
+class JimengOfficialEntry:
+    """Registry entry ``jimeng-official``: the official API when ``jimeng`` is the relay."""
+
+    name = OFFICIAL_NAME
+
+    @classmethod
+    def from_settings(cls, settings: Settings, deps: ProviderDeps) -> VideoProvider | None:
+        if resolve_mode(settings) == "relay" and official_ready(settings):
+            return build(settings, deps, "official", name=OFFICIAL_NAME)
+        return None
+
+
+class JimengRelayEntry:
+    """Registry entry ``jimeng-relay``: the relay when ``jimeng`` is the official API."""
+
+    name = RELAY_NAME
+
+    @classmethod
+    def from_settings(cls, settings: Settings, deps: ProviderDeps) -> VideoProvider | None:
+        if resolve_mode(settings) == "official" and relay_ready(settings):
+            return build(settings, deps, "relay", name=RELAY_NAME)
         return None

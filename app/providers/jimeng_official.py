@@ -43,7 +43,14 @@ from app.providers.base import (
 )
 from app.providers.download import open_url_stream
 from app.providers.http import RetryPolicy, retry_after_s, send
-from app.providers.jimeng import NAME, duration_s_for, frames_for
+from app.providers.jimeng_common import DURATION_RULE, NAME, duration_s_for, frames_for
+from app.providers.planning import (
+    check_aspect_ratio,
+    check_frames,
+    duration_params,
+    input_mode,
+    refuse_or_ignore,
+)
 
 if TYPE_CHECKING:
     from app.config import JimengSettings
@@ -113,11 +120,13 @@ def _retry_if(response: httpx.Response) -> bool:
 class JimengOfficialProvider:
     """Jimeng video via ``visual.volcengineapi.com``."""
 
-    name = NAME
     mode = "official"
 
-    def __init__(self, *, http: httpx.AsyncClient, settings: JimengSettings) -> None:
+    def __init__(
+        self, *, http: httpx.AsyncClient, settings: JimengSettings, name: str = NAME
+    ) -> None:
         assert settings.access_key is not None and settings.secret_key is not None
+        self.name = name
         self._http = http
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
@@ -149,30 +158,27 @@ class JimengOfficialProvider:
                 f"jimeng: the prompt is {len(request.prompt)} characters; "
                 f"the official API accepts at most {MAX_PROMPT_CHARS}"
             )
-        if request.last_frame_url and not request.image_url:
-            raise ValidationError("jimeng: last_frame_url needs image_url (the first frame)")
-        if request.aspect_ratio not in ASPECT_RATIOS:
-            raise ValidationError(f"jimeng: unsupported aspect_ratio {request.aspect_ratio!r}")
-        if request.image_url and request.last_frame_url:
-            req_key, mode = self._settings.req_key_i2v_tail, "first_last_frame"
-        elif request.image_url:
-            req_key, mode = self._settings.req_key_i2v, "first_frame"
-        else:
-            req_key, mode = self._settings.req_key_t2v, "text_to_video"
-        duration_s = duration_s_for(request.duration_ms)
-        return {
+        check_frames(request, NAME)
+        check_aspect_ratio(request, NAME)
+        ignored = refuse_or_ignore(request, NAME)
+        mode = input_mode(request)
+        req_key = {
+            "first_last_frame": self._settings.req_key_i2v_tail,
+            "first_frame": self._settings.req_key_i2v,
+        }.get(mode, self._settings.req_key_t2v)
+        params: dict[str, Any] = {
             "mode": mode,
             "api": "official",
             "req_key": req_key,
             "frames": frames_for(request.duration_ms),
-            "duration_s": duration_s,
-            "duration_ms": duration_s * 1000,
-            "duration_rule": "5 s when duration_ms <= 7500, else 10 s",
-            "fps": 24,
+            **duration_params(duration_s_for(request.duration_ms), rule=DURATION_RULE),
             # Image-to-video takes its shape from the image.
             "aspect_ratio": None if request.image_url else request.aspect_ratio,
             "seed": request.seed if request.seed is not None else -1,
         }
+        if ignored:
+            params["ignored"] = ignored
+        return params
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -219,7 +225,7 @@ class JimengOfficialProvider:
         response = await send(
             self._http,
             self._builder(action, payload),
-            provider=NAME,
+            provider=self.name,
             policy=self._policy,
             retry_if=_retry_if,
             creates=creates,
@@ -229,7 +235,7 @@ class JimengOfficialProvider:
             raise ProviderOutcomeUnknownError(
                 f"jimeng: the answer to a submit could not be read (HTTP "
                 f"{response.status_code}); the job may exist at the provider",
-                provider=NAME,
+                provider=self.name,
             )
         error = self._error(response, body)
         if error is not None:
@@ -244,7 +250,7 @@ class JimengOfficialProvider:
         return ProviderError(
             f"jimeng: unexpected answer (HTTP {response.status_code}, "
             f"{response.headers.get('content-type', 'no content-type')})",
-            provider=NAME,
+            provider=self.name,
             retryable=True,
         )
 
@@ -258,21 +264,21 @@ class JimengOfficialProvider:
                 return ProviderAuthError(
                     f"jimeng refused the gateway's access key or signature ({label}); "
                     "the operator must fix [jimeng] access_key / secret_key",
-                    provider=NAME,
+                    provider=self.name,
                 )
             if code_n == GW_FLOW_LIMIT or status == 429 or status >= 500:
                 return ProviderError(
                     f"jimeng is rate limiting or failing ({label})",
-                    provider=NAME,
+                    provider=self.name,
                     retryable=True,
                     retry_after_s=retry_after_s(response),
                 )
-            return ProviderError(f"jimeng API error ({label})", provider=NAME, retryable=False)
+            return ProviderError(f"jimeng API error ({label})", provider=self.name, retryable=False)
         if not isinstance(body, dict) or "code" not in body:
             if status >= 500 or status in (408, 429):
                 return ProviderError(
                     f"jimeng answered HTTP {status}",
-                    provider=NAME,
+                    provider=self.name,
                     retryable=True,
                     retry_after_s=retry_after_s(response),
                 )
@@ -297,13 +303,13 @@ class JimengOfficialProvider:
         if code in BUSY or code in INTERNAL or status >= 500:
             return ProviderError(
                 f"jimeng is busy or failing ({label})",
-                provider=NAME,
+                provider=self.name,
                 retryable=True,
                 retry_after_s=retry_after_s(response) if response is not None else None,
             )
         if 400 <= status < 500:
             return ValidationError(f"jimeng rejected the request ({label})")
-        return ProviderError(f"jimeng failed ({label})", provider=NAME, retryable=False)
+        return ProviderError(f"jimeng failed ({label})", provider=self.name, retryable=False)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -323,7 +329,7 @@ class JimengOfficialProvider:
             ]
         data = await self._call(SUBMIT, payload, creates=True)
         task_id = str(data["task_id"])  # checked by _readable_submit
-        log.info("jimeng task submitted", extra={"task_id": request.task_id, "provider": NAME})
+        log.info("jimeng task submitted", extra={"task_id": request.task_id, "provider": self.name})
         return f"{params['req_key']}:{task_id}"
 
     def _split(self, provider_task_id: str) -> tuple[str, str]:
@@ -337,7 +343,7 @@ class JimengOfficialProvider:
         response = await send(
             self._http,
             self._builder(GET_RESULT, {"req_key": req_key, "task_id": task_id}),
-            provider=NAME,
+            provider=self.name,
             policy=self._policy,
             retry_if=_retry_if,
         )
@@ -371,7 +377,7 @@ class JimengOfficialProvider:
                 state=state,
                 provider_status=word,
                 error=ProviderTimeoutError(
-                    "jimeng: the task expired at the provider", provider=NAME
+                    "jimeng: the task expired at the provider", provider=self.name
                 ),
             )
         if word == "not_found":
@@ -380,7 +386,7 @@ class JimengOfficialProvider:
                 provider_status=word,
                 error=ProviderError(
                     f"jimeng: task {task_id} is unknown to the provider",
-                    provider=NAME,
+                    provider=self.name,
                     retryable=False,
                 ),
             )
@@ -390,8 +396,10 @@ class JimengOfficialProvider:
         self, provider_task_id: str, status: JobStatus
     ) -> AbstractAsyncContextManager[VideoStream]:
         if not status.video_url:
-            raise ProviderError(f"jimeng: task {provider_task_id} has no video URL", provider=NAME)
-        return open_url_stream(self._http, status.video_url, provider=NAME)
+            raise ProviderError(
+                f"jimeng: task {provider_task_id} has no video URL", provider=self.name
+            )
+        return open_url_stream(self._http, status.video_url, provider=self.name)
 
     async def find_job(
         self,
@@ -408,7 +416,7 @@ class JimengOfficialProvider:
 
     async def cancel(self, provider_task_id: str) -> None:
         """The visual API has no cancel; the task runs out at the provider."""
-        log.info("jimeng (official) cannot cancel; ignoring", extra={"provider": NAME})
+        log.info("jimeng (official) cannot cancel; ignoring", extra={"provider": self.name})
 
     async def check(self) -> None:
         """A GetResult for a task that does not exist proves reachability and credentials."""

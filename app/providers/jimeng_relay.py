@@ -2,12 +2,18 @@
 
 ``POST {base}/v1/videos/generations`` with ``Authorization: Bearer <sessionid>`` blocks until the
 video exists (up to ~20 min) and answers ``{"created", "data": [{"url", "revised_prompt"}]}``.
-Errors come back as HTTP 200 with ``{"code": <negative>, "message", "data": null}``.
+Errors come back as HTTP 200 (jimeng-free-api) or 500 (its successors) with
+``{"code": <negative>, "message", "data": null}``.
 
 The relay has no task id, so :meth:`JimengRelayProvider.submit` starts the blocking call as a
 background asyncio task in this process and returns a synthetic id ``relay-<task_id>``;
-:meth:`poll` reports that job. The call waits at most ``[jimeng] relay_timeout_s`` (default
-1500 s) for the answer.
+:meth:`poll` reports that job. ``submit`` first waits up to ``[jimeng] relay_answer_window_s``
+(2 s) for an early error answer, so that a refusal is a submit error (fallback applies). The
+call waits at most ``[jimeng] relay_timeout_s`` (default 1500 s) for the answer.
+
+Risk control: relays pass on the web app's refusals ("shark not pass", codes 1019 / 4013 / -4)
+as an error answer; it becomes a retryable ``ProviderError`` with ``open_circuit``, which opens
+the relay's circuit breaker at once and lets the task fall back to the next provider.
 
 The call is a paid create with no way to find its job again, so it is sent once: re-sent only
 when the connection was never made or the relay answered 429. When the answer is lost (read
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -51,7 +58,15 @@ from app.providers.base import (
 )
 from app.providers.download import open_url_stream
 from app.providers.http import RetryPolicy, describe_transport_error, send
-from app.providers.jimeng import NAME, duration_s_for
+from app.providers.jimeng_common import DURATION_RULE, NAME, duration_s_for
+from app.providers.planning import (
+    check_aspect_ratio,
+    check_choice,
+    check_frames,
+    duration_params,
+    input_mode,
+    refuse_or_ignore,
+)
 
 if TYPE_CHECKING:
     from app.config import JimengSettings
@@ -76,9 +91,34 @@ class _Job:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def relay_error(code: Any, message: str) -> AppError:
-    """Translate a relay's negative ``code`` (jimeng-free-api's exception codes)."""
+# The web app's risk control ("风控") as relays report it: HTTP 500 (or 200) with code -2001 and
+# the web app's own code in the message, e.g. "[请求失败]: shark not pass (错误码: 1019)",
+# "shark check reject (错误码: -4)", "生成失败，疑似存在异常行为，请重新尝试 (错误码: 4013)".
+RISK_CONTROL_CODES = frozenset({1019, 4013, -4})
+_INNER_CODE = re.compile(r"错误码[:：]\s*(-?\d+)")
+_RISK_WORDS = ("shark", "疑似存在异常行为")
+
+
+def is_risk_control(message: str) -> bool:
+    """Whether a relay's error message is the web app refusing service (risk control)."""
+    found = _INNER_CODE.search(message)
+    if found is not None and int(found.group(1)) in RISK_CONTROL_CODES:
+        return True
+    return any(word in message for word in _RISK_WORDS)
+
+
+def relay_error(code: Any, message: str, *, provider: str = NAME) -> AppError:
+    """Translate a relay's error answer (jimeng-free-api's exception codes)."""
     label = f"{code}: {message}" if message else str(code)
+    if is_risk_control(message):
+        # An error answer: nothing was generated, so another provider may take the task, and
+        # the relay's circuit opens (every call would meet the same wall for a while).
+        return ProviderError(
+            f"jimeng relay: refused by the web app's risk control ({label}); nothing was generated",
+            provider=provider,
+            retryable=True,
+            open_circuit=True,
+        )
     if code == -2000:
         return ValidationError(f"jimeng relay rejected the parameters ({label})")
     if code == -2006:
@@ -87,19 +127,18 @@ def relay_error(code: Any, message: str) -> AppError:
         return ProviderAuthError(
             f"jimeng relay: the session id has expired ({label}); "
             "the operator must renew [jimeng] session_id / [video_api] cookie",
-            provider=NAME,
+            provider=provider,
         )
     if code == -2009:
         return ProviderAuthError(
-            f"jimeng relay: the account is out of credits ({label})", provider=NAME
+            f"jimeng relay: the account is out of credits ({label})", provider=provider
         )
-    return ProviderError(f"jimeng relay failed ({label})", provider=NAME, retryable=True)
+    return ProviderError(f"jimeng relay failed ({label})", provider=provider, retryable=True)
 
 
 class JimengRelayProvider:
     """Jimeng video via a relay that blocks until done."""
 
-    name = NAME
     mode = "relay"
 
     def __init__(
@@ -109,7 +148,9 @@ class JimengRelayProvider:
         settings: JimengSettings,
         base_url: str,
         session_id: str,
+        name: str = NAME,
     ) -> None:
+        self.name = name
         self._http = http
         self._settings = settings
         self._base = base_url.rstrip("/")
@@ -143,34 +184,23 @@ class JimengRelayProvider:
         )
 
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
-        if request.last_frame_url and not request.image_url:
-            raise ValidationError("jimeng: last_frame_url needs image_url (the first frame)")
-        if request.aspect_ratio not in ASPECT_RATIOS:
-            raise ValidationError(f"jimeng: unsupported aspect_ratio {request.aspect_ratio!r}")
+        check_frames(request, NAME)
+        check_aspect_ratio(request, NAME)
+        ignored = refuse_or_ignore(request, NAME)
         resolution = request.resolution or "720p"
-        if resolution not in RESOLUTIONS:
-            raise ValidationError(
-                f"jimeng relay: resolution must be one of {', '.join(RESOLUTIONS)}"
-            )
-        duration_s = duration_s_for(request.duration_ms)
-        if request.image_url and request.last_frame_url:
-            mode = "first_last_frame"
-        elif request.image_url:
-            mode = "first_frame"
-        else:
-            mode = "text_to_video"
-        return {
-            "mode": mode,
+        check_choice("jimeng relay", "resolution", resolution, RESOLUTIONS)
+        params: dict[str, Any] = {
+            "mode": input_mode(request),
             "api": "relay",
             "model": self._settings.relay_model,
             "ratio": request.aspect_ratio,
             "resolution": resolution,
-            "duration_s": duration_s,
-            "duration_ms": duration_s * 1000,
-            "duration_rule": "5 s when duration_ms <= 7500, else 10 s",
-            "fps": 24,
+            **duration_params(duration_s_for(request.duration_ms), rule=DURATION_RULE),
             "relay_timeout_s": self._settings.relay_timeout_s,
         }
+        if ignored:
+            params["ignored"] = ignored
+        return params
 
     async def submit(self, request: GenerationRequest) -> str:
         params = self.plan(request)
@@ -191,6 +221,14 @@ class JimengRelayProvider:
         job = _Job()
         self._jobs[job_id] = job
         job.task = asyncio.create_task(self._run(job, body, request.task_id), name=job_id)
+        # Refusals (risk control, an expired session, bad parameters) come back within a
+        # second; a generation takes minutes. Waiting briefly turns such an answer into a
+        # submit error, and an error answer means nothing was made: the pipeline may fall
+        # back to another provider, exactly as after an error answer from any other API.
+        await asyncio.wait({job.task}, timeout=self._settings.relay_answer_window_s)
+        if job.error is not None and not isinstance(job.error, ProviderOutcomeUnknownError):
+            del self._jobs[job_id]
+            raise job.error
         return job_id
 
     def _forget_old(self) -> None:
@@ -209,7 +247,7 @@ class JimengRelayProvider:
             raise
         except Exception as exc:  # a bug must surface as a failed task, not a silent hang
             log.exception("jimeng relay job crashed", extra={"task_id": task_id})
-            job.error = ProviderError(f"jimeng relay job crashed: {exc!r}", provider=NAME)
+            job.error = ProviderError(f"jimeng relay job crashed: {exc!r}", provider=self.name)
         finally:
             job.finished_at = time.monotonic()
 
@@ -225,7 +263,7 @@ class JimengRelayProvider:
         sent_at = dt.datetime.now(dt.UTC)
         try:
             response = await send(
-                self._http, build, provider=NAME, policy=self._policy, creates=True
+                self._http, build, provider=self.name, policy=self._policy, creates=True
             )
         except ProviderOutcomeUnknownError as exc:
             why = exc.message
@@ -235,7 +273,7 @@ class JimengRelayProvider:
         if response.status_code in (401, 403):
             raise ProviderAuthError(
                 f"jimeng relay refused the session id (HTTP {response.status_code})",
-                provider=NAME,
+                provider=self.name,
             )
         try:
             data = response.json()
@@ -244,15 +282,15 @@ class JimengRelayProvider:
                 raise self._lost(sent_at, "the answer was not JSON") from exc
             raise ProviderError(
                 f"jimeng relay: unexpected answer (HTTP {response.status_code}, not JSON)",
-                provider=NAME,
+                provider=self.name,
                 retryable=True,
             ) from exc
         if isinstance(data, dict) and isinstance(data.get("code"), int) and data["code"] != 0:
-            raise relay_error(data["code"], str(data.get("message") or ""))
+            raise relay_error(data["code"], str(data.get("message") or ""), provider=self.name)
         if response.status_code >= 400:
             raise ProviderError(
                 f"jimeng relay answered HTTP {response.status_code}",
-                provider=NAME,
+                provider=self.name,
                 retryable=response.status_code >= 500 or response.status_code == 429,
             )
         items = data.get("data") if isinstance(data, dict) else None
@@ -267,7 +305,7 @@ class JimengRelayProvider:
             f"jimeng relay: the generation sent at {sent_at:%Y-%m-%d %H:%M:%S} UTC got no usable "
             f"answer ({why}); the relay may have made and charged for the video — check its "
             "account before creating the task again",
-            provider=NAME,
+            provider=self.name,
         )
 
     async def poll(self, provider_task_id: str) -> JobStatus:
@@ -281,7 +319,7 @@ class JimengRelayProvider:
                     "relay answers one blocking call and has no task id to resume); it was not "
                     "re-submitted to avoid paying twice — the relay may still have made it, "
                     "check its account before creating the task again",
-                    provider=NAME,
+                    provider=self.name,
                 ),
             )
         if job.finished_at is None:
@@ -298,8 +336,10 @@ class JimengRelayProvider:
         self, provider_task_id: str, status: JobStatus
     ) -> AbstractAsyncContextManager[VideoStream]:
         if not status.video_url:
-            raise ProviderError(f"jimeng: job {provider_task_id} has no video URL", provider=NAME)
-        return open_url_stream(self._http, status.video_url, provider=NAME)
+            raise ProviderError(
+                f"jimeng: job {provider_task_id} has no video URL", provider=self.name
+            )
+        return open_url_stream(self._http, status.video_url, provider=self.name)
 
     async def find_job(
         self,

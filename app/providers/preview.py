@@ -35,6 +35,7 @@ from app.providers.base import (
     JobState,
     JobStatus,
 )
+from app.providers.planning import refuse_or_ignore
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -90,11 +91,20 @@ class PreviewProvider:
         )
 
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
+        ignored = refuse_or_ignore(request, self.name)
         width, height = frame_size(request.aspect_ratio, self._short_side)
         frames = frame_count(request.duration_ms, request.fps)
         if frames > 3600:
             raise ValidationError("preview renders at most 3600 frames")
-        return {"width": width, "height": height, "fps": request.fps, "frames": frames}
+        params: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "fps": request.fps,
+            "frames": frames,
+        }
+        if ignored:
+            params["ignored"] = ignored
+        return params
 
     def _path(self, provider_task_id: str) -> Path:
         return self._out_dir / f"{provider_task_id}.mp4"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from app.errors import ValidationError
+from app.providers.health import Breakers, CircuitBreaker
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -25,6 +26,8 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "preview": "app.providers.preview:PreviewProvider",
     "seedance": "app.providers.seedance:SeedanceProvider",
     "jimeng": "app.providers.jimeng:JimengProvider",
+    "jimeng-official": "app.providers.jimeng:JimengOfficialEntry",
+    "jimeng-relay": "app.providers.jimeng:JimengRelayEntry",
     "cogvideox": "app.providers.cogvideox:CogVideoXProvider",
 }
 
@@ -55,11 +58,18 @@ def load_provider_class(name: str) -> Any:
 
 
 class ProviderRegistry:
-    """The providers configured in this process, by name."""
+    """The providers configured in this process, by name, each with its circuit breaker."""
 
-    def __init__(self, providers: dict[str, VideoProvider], *, default: str) -> None:
+    def __init__(
+        self,
+        providers: dict[str, VideoProvider],
+        *,
+        default: str,
+        breakers: Breakers | None = None,
+    ) -> None:
         self._providers = providers
         self.default = default
+        self.breakers = breakers or Breakers(providers)
 
     @classmethod
     def from_settings(
@@ -86,7 +96,12 @@ class ProviderRegistry:
                 f"[providers] default = {default!r} is not configured "
                 f"(configured: {', '.join(sorted(providers))})"
             )
-        return cls(providers, default=default)
+        breakers = Breakers(
+            providers,
+            failures_to_open=settings.providers.breaker_failures,
+            open_s=settings.providers.breaker_open_s,
+        )
+        return cls(providers, default=default, breakers=breakers)
 
     def get(self, name: str) -> VideoProvider:
         try:
@@ -96,6 +111,9 @@ class ProviderRegistry:
             raise ValidationError(
                 f"provider {name!r} is not configured on this gateway (configured: {known})"
             ) from None
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return self.breakers[name]
 
     def names(self) -> list[str]:
         return list(self._providers)

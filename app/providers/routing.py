@@ -13,10 +13,14 @@ one is down (connection errors, 5xx after retries, auth errors) — never after 
       {"provider": "seedance"}
     ]
 
+A provider whose circuit breaker is open (``app.providers.health``) is passed by while another
+provider in the chain can take the request; the route reason says so.
+
 Conditions (all optional; a rule without ``if`` always matches):
 
 * ``min_duration_ms`` / ``max_duration_ms`` — inclusive bounds on the requested ``duration_ms``
-* ``has_image`` / ``has_last_frame`` — whether ``image_url`` / ``last_frame_url`` is given
+* ``has_image`` / ``has_last_frame`` / ``has_reference_images`` — whether ``image_url`` /
+  ``last_frame_url`` / ``reference_images`` are given
 * ``platform``, ``style``, ``aspect_ratio`` — a value or a list of values (case-insensitive)
 
 A rule may carry its own ``fallback`` list (replacing ``[providers] fallback``) and a ``name``
@@ -32,17 +36,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ValidationError
+from app.providers.rules import rule_matches, validate_rules
 
 if TYPE_CHECKING:
     from app.config import Settings
     from app.providers.base import GenerationRequest
     from app.providers.registry import ProviderRegistry
 
-RULE_KEYS = frozenset({"if", "provider", "fallback", "name"})
-BOOL_CONDITIONS = frozenset({"has_image", "has_last_frame"})
-INT_CONDITIONS = frozenset({"min_duration_ms", "max_duration_ms"})
-TEXT_CONDITIONS = frozenset({"platform", "style", "aspect_ratio"})
-CONDITIONS = BOOL_CONDITIONS | INT_CONDITIONS | TEXT_CONDITIONS
+__all__ = ["RouteDecision", "choose_route", "rule_matches", "validate_rules"]
 
 
 @dataclass(frozen=True)
@@ -55,67 +56,6 @@ class RouteDecision:
         return self.chain[0]
 
 
-def validate_rules(rules: list[Any]) -> list[dict[str, Any]]:
-    """Check ``[providers] routes``; raise ``ValueError`` naming the bad rule and key."""
-    checked: list[dict[str, Any]] = []
-    for index, rule in enumerate(rules, start=1):
-        where = f"rule #{index}"
-        if not isinstance(rule, dict):
-            raise ValueError(f"{where}: must be an object like {{'if': {{...}}, 'provider': ...}}")
-        unknown = set(rule) - RULE_KEYS
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; use {sorted(RULE_KEYS)}")
-        if not isinstance(rule.get("provider"), str) or not rule["provider"]:
-            raise ValueError(f"{where}: 'provider' (a provider name) is required")
-        fallback = rule.get("fallback", [])
-        if not isinstance(fallback, list) or not all(isinstance(n, str) for n in fallback):
-            raise ValueError(f"{where}: 'fallback' must be a list of provider names")
-        conditions = rule.get("if", {})
-        if not isinstance(conditions, dict):
-            raise ValueError(f"{where}: 'if' must be an object of conditions")
-        for key, value in conditions.items():
-            if key not in CONDITIONS:
-                raise ValueError(f"{where}: unknown condition {key!r}; use {sorted(CONDITIONS)}")
-            if key in BOOL_CONDITIONS and not isinstance(value, bool):
-                raise ValueError(f"{where}: {key} must be true or false")
-            if key in INT_CONDITIONS and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise ValueError(f"{where}: {key} must be a whole number of milliseconds")
-            if key in TEXT_CONDITIONS and not (
-                isinstance(value, str)
-                or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-            ):
-                raise ValueError(f"{where}: {key} must be a string or a list of strings")
-        checked.append(rule)
-    return checked
-
-
-def _text(request: GenerationRequest, key: str) -> str | None:
-    if key == "aspect_ratio":
-        return request.aspect_ratio
-    value = request.options.get(key)
-    return str(value) if value is not None else None
-
-
-def rule_matches(rule: dict[str, Any], request: GenerationRequest) -> bool:
-    for key, expected in (rule.get("if") or {}).items():
-        if key == "has_image" and bool(request.image_url) != expected:
-            return False
-        if key == "has_last_frame" and bool(request.last_frame_url) != expected:
-            return False
-        if key == "min_duration_ms" and request.duration_ms < expected:
-            return False
-        if key == "max_duration_ms" and request.duration_ms > expected:
-            return False
-        if key in TEXT_CONDITIONS:
-            actual = _text(request, key)
-            allowed = [expected] if isinstance(expected, str) else list(expected)
-            if actual is None or actual.lower() not in {a.lower() for a in allowed}:
-                return False
-    return True
-
-
 def _capable(name: str, request: GenerationRequest, registry: ProviderRegistry) -> bool:
     if name not in registry:
         return False
@@ -123,6 +63,8 @@ def _capable(name: str, request: GenerationRequest, registry: ProviderRegistry) 
     if request.image_url and not caps.image_input:
         return False
     if request.last_frame_url and not caps.last_frame:
+        return False
+    if len(request.reference_images) > caps.reference_images:
         return False
     return request.aspect_ratio in caps.aspect_ratios
 
@@ -172,12 +114,23 @@ def choose_route(
                     reason = f"default provider {default!r} cannot take this request; fallback"
                     break
         if primary is None:
-            needs = "image input" if request.image_url else "this request"
+            if request.reference_images:
+                needs = f"{len(request.reference_images)} reference_images"
+            else:
+                needs = "image input" if request.image_url else "this request"
             raise ValidationError(f"no configured provider supports {needs}")
-    if skipped:
-        reason += " (skipped: " + "; ".join(skipped) + ")"
     chain = [primary]
     for name in fallback:
         if name not in chain and _capable(name, request, registry):
             chain.append(name)
+    # Providers whose circuit is open are passed by while another can take the task (when
+    # none can, the chain stays: the pipeline fails fast or the half-open trial goes through).
+    open_now = [name for name in chain if not registry.breaker(name).available()]
+    if open_now and len(open_now) < len(chain):
+        chain = [name for name in chain if name not in open_now]
+        skipped += [f"{name} circuit open" for name in open_now]
+        if primary in open_now:
+            reason = f"{reason}; {primary} passed by"
+    if skipped:
+        reason += " (skipped: " + "; ".join(skipped) + ")"
     return RouteDecision(chain, reason)

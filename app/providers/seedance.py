@@ -8,13 +8,27 @@ Output parameters go in JSON fields, never as ``--flags`` in the text.
 
 Parameter mapping (also stored in the task's ``params`` by :meth:`SeedanceProvider.plan`):
 
+* A model per mode (``[seedance] model_t2v``, ``model_i2v``, ``model_first_last``,
+  ``model_reference``). What each known model family takes (modes, reference image count,
+  audio, drafts, durations) is in :data:`FAMILIES`; a request a known model cannot serve is
+  refused with a 422 naming the field before anything is paid. A model id the table does not
+  know is sent as configured and Ark's own answer decides.
 * ``duration_ms`` → ``duration`` in whole seconds: the nearest value in ``[seedance] durations``
-  (default 2…12), halves rounded up, so 5000 → 5, 7500 → 8, 30000 → 12.
-* ``aspect_ratio`` → ``ratio`` (``options.ratio = "adaptive"`` for image-to-video);
-  ``resolution`` from the request, else ``[seedance] resolution``, else the model's default.
-* ``image_url`` → first frame; ``last_frame_url`` (needs ``image_url``) → last frame.
-* ``options.camera_fixed`` / ``options.watermark`` override ``[seedance]`` defaults;
-  ``options.model`` overrides ``[seedance] model_t2v`` / ``model_i2v`` (an Ark model id).
+  (default 2…12) that the model takes, halves rounded up, so 5000 → 5, 7500 → 8, 30000 → 12.
+* ``aspect_ratio`` → ``ratio`` (``options.ratio = "adaptive"``: from the image, or for 1.5 pro
+  and 2.0 from the prompt; not with reference images); ``resolution`` from the request, else
+  ``[seedance] resolution``, else the model's default.
+* ``image_url`` → first frame; ``last_frame_url`` (needs ``image_url``) → last frame;
+  ``reference_images`` (1–4 on 1.0 lite i2v, 1–9 on 2.0; not with frames) → ``reference_image``
+  items.
+* ``generate_audio`` (1.5 pro, 2.0), ``return_last_frame`` (the last frame, a PNG, comes back as
+  ``content.last_frame_url`` and is stored beside the video).
+* ``draft`` (1.5 pro): a 480p draft, cheap; a later request ``from_draft`` renders that draft in
+  full (content ``draft_task``: Ark reuses the draft's prompt, images, seed, ratio, duration).
+* ``options.service_tier = "flex"`` (offline, half price, slower; not for drafts) and
+  ``options.execution_expires_after`` (3600–259200 s) for batches that can wait.
+* ``options.camera_fixed`` / ``options.watermark`` override ``[seedance]`` defaults.
+* ``options.model`` overrides the configured model for the request's mode (an Ark model id).
 * fps is always 24 (the only value the models accept).
 * ``seed``: the request's; when it has none, a seed derived from the gateway task id. Ark echoes
   the seed in its task list, which is what lets :meth:`SeedanceProvider.find_job` tell a job
@@ -35,6 +49,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
@@ -60,6 +75,18 @@ from app.providers.base import (
 )
 from app.providers.download import open_url_stream
 from app.providers.http import RetryPolicy, retry_after_s, send, should_retry_header
+from app.providers.planning import (
+    FIRST_FRAME,
+    FIRST_LAST_FRAME,
+    FROM_DRAFT,
+    REFERENCE_IMAGES,
+    TEXT_TO_VIDEO,
+    check_aspect_ratio,
+    check_choice,
+    check_frames,
+    duration_params,
+    input_mode,
+)
 
 if TYPE_CHECKING:
     from app.config import SeedanceSettings, Settings
@@ -70,7 +97,79 @@ log = logging.getLogger(__name__)
 NAME = "seedance"
 RESOLUTIONS = ("480p", "720p", "1080p")
 SEED_MIN, SEED_MAX = -1, 2**32 - 1
-FPS = 24
+SERVICE_TIERS = ("default", "flex")
+EXPIRES_MIN_S, EXPIRES_MAX_S = 3600, 259200
+MAX_REFERENCE_IMAGES = 9  # the most any model takes (2.0)
+DRAFT_RESOLUTION = "480p"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFamily:
+    """What a Seedance model family takes, per Ark's model table."""
+
+    modes: frozenset[str]
+    reference_images: int = 0
+    audio: bool = False
+    draft: bool = False
+    min_s: int = 2
+    max_s: int = 12
+    adaptive_text: bool = False  # ratio "adaptive" without an image (chosen from the prompt)
+    reference_1080p: bool = True
+
+
+_T2V, _I2V, _FL = TEXT_TO_VIDEO, FIRST_FRAME, FIRST_LAST_FRAME
+#: By model id fragment (China ids carry ``doubao-``, BytePlus ids none or ``dreamina-``);
+#: the first fragment found in the id wins.
+FAMILIES: tuple[tuple[str, ModelFamily], ...] = (
+    ("seedance-1-0-lite-t2v", ModelFamily(modes=frozenset({_T2V}))),
+    (
+        "seedance-1-0-lite-i2v",
+        ModelFamily(
+            modes=frozenset({_I2V, _FL, REFERENCE_IMAGES}),
+            reference_images=4,
+            reference_1080p=False,
+        ),
+    ),
+    ("seedance-1-0-pro-fast", ModelFamily(modes=frozenset({_T2V, _I2V}))),
+    ("seedance-1-0-pro", ModelFamily(modes=frozenset({_T2V, _I2V, _FL}))),
+    (
+        "seedance-1-5-pro",
+        ModelFamily(
+            modes=frozenset({_T2V, _I2V, _FL, FROM_DRAFT}),
+            audio=True,
+            draft=True,
+            min_s=4,
+            adaptive_text=True,
+        ),
+    ),
+    (
+        "seedance-2-0",
+        ModelFamily(
+            modes=frozenset({_T2V, _I2V, _FL, REFERENCE_IMAGES}),
+            reference_images=9,
+            audio=True,
+            min_s=4,
+            max_s=15,
+            adaptive_text=True,
+        ),
+    ),
+)
+
+
+def model_family(model: str) -> ModelFamily | None:
+    """The family of a model id, or None for an id this gateway does not know."""
+    for fragment, family in FAMILIES:
+        if fragment in model:
+            return family
+    return None
+
+
+MODE_KEYS = {
+    TEXT_TO_VIDEO: "model_t2v",
+    FIRST_FRAME: "model_i2v",
+    FIRST_LAST_FRAME: "model_first_last",
+    REFERENCE_IMAGES: "model_reference",
+}
 
 _STATES: dict[str, JobState] = {
     "queued": JobState.QUEUED,
@@ -154,6 +253,7 @@ class SeedanceProvider:
         self.capabilities = Capabilities(
             image_input=True,
             last_frame=True,
+            reference_images=self._reference_limit(settings.model_reference),
             negative_prompt=False,
             max_prompt_chars=500,  # Ark advises at most 500 characters
             max_concurrency=settings.max_running,
@@ -175,82 +275,185 @@ class SeedanceProvider:
 
     # -- planning ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _reference_limit(model: str) -> int:
+        family = model_family(model)
+        return family.reference_images if family is not None else MAX_REFERENCE_IMAGES
+
+    def _model_for(self, mode: str) -> tuple[str, str]:
+        """The model serving ``mode`` and the config key that named it."""
+        key = MODE_KEYS[mode]
+        if mode == FIRST_LAST_FRAME and self._settings.model_first_last is None:
+            key = "model_i2v"
+        return str(getattr(self._settings, key)), key
+
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
         opts = request.options
-        if request.last_frame_url and not request.image_url:
-            raise ValidationError("seedance: last_frame_url needs image_url (the first frame)")
-        if request.aspect_ratio not in ASPECT_RATIOS:
-            raise ValidationError(f"seedance: unsupported aspect_ratio {request.aspect_ratio!r}")
-        ratio = str(opts.get("ratio") or request.aspect_ratio)
-        if ratio == "adaptive" and not request.image_url:
-            raise ValidationError("seedance: ratio 'adaptive' needs an input image")
-        if ratio not in (*ASPECT_RATIOS, "adaptive"):
-            raise ValidationError(f"seedance: unsupported ratio {ratio!r}")
-        resolution = request.resolution or self._settings.resolution
-        if resolution is not None and resolution not in RESOLUTIONS:
-            raise ValidationError(
-                f"seedance: resolution must be one of {', '.join(RESOLUTIONS)}, not {resolution!r}"
+        check_frames(request, NAME)
+        check_aspect_ratio(request, NAME)
+        mode = input_mode(request)
+        # A draft's full render uses the model of the draft's own mode (its inputs are copied).
+        base_mode = input_mode(
+            GenerationRequest(
+                task_id=request.task_id,
+                prompt=request.prompt,
+                image_url=request.image_url,
+                last_frame_url=request.last_frame_url,
+                reference_images=request.reference_images,
             )
+        )
+        model, model_key = self._model_for(base_mode)
+        if opts.get("model"):
+            model, model_key = str(opts["model"]), "options.model"
+        family = model_family(model)
+        where = f"[seedance] {model_key} = {model}"
+        if family is not None and mode not in family.modes and base_mode not in family.modes:
+            raise ValidationError(f"seedance: {where} cannot make {mode.replace('_', ' ')} videos")
+        if family is not None and mode == FROM_DRAFT and not family.draft:
+            raise ValidationError(f"seedance: {where} has no drafts (from_draft)")
+
+        refs = len(request.reference_images)
+        limit = family.reference_images if family is not None else MAX_REFERENCE_IMAGES
+        if refs > limit:
+            raise ValidationError(
+                f"seedance: reference_images holds {refs} images; {where} takes at most {limit}"
+            )
+
+        ratio = str(opts.get("ratio") or request.aspect_ratio)
+        check_choice(NAME, "ratio", ratio, (*ASPECT_RATIOS, "adaptive"))
+        if ratio == "adaptive":
+            if mode == REFERENCE_IMAGES:
+                raise ValidationError(
+                    "seedance: ratio 'adaptive' does not work with reference_images"
+                )
+            if not request.image_url and not (family is None or family.adaptive_text):
+                raise ValidationError("seedance: ratio 'adaptive' needs an input image")
+
+        resolution = request.resolution or self._settings.resolution
+        if resolution is not None:
+            check_choice(NAME, "resolution", resolution, RESOLUTIONS)
+        if request.draft:
+            if family is not None and not family.draft:
+                raise ValidationError(f"seedance: {where} has no drafts (draft)")
+            if request.resolution not in (None, DRAFT_RESOLUTION):  # [seedance] resolution
+                raise ValidationError(  # does not apply to drafts
+                    f"seedance: a draft renders at 480p only, not {request.resolution}"
+                )
+            if request.return_last_frame:
+                raise ValidationError("seedance: a draft cannot return_last_frame")
+            resolution = DRAFT_RESOLUTION
+        if (
+            mode == REFERENCE_IMAGES
+            and resolution == "1080p"
+            and family is not None
+            and not family.reference_1080p
+        ):
+            raise ValidationError(f"seedance: {where} makes reference_images videos up to 720p")
         if request.seed is not None and not SEED_MIN <= request.seed <= SEED_MAX:
             raise ValidationError(f"seedance: seed must be within {SEED_MIN}..{SEED_MAX}")
-        if request.image_url and request.last_frame_url:
-            mode = "first_last_frame"
-        elif request.image_url:
-            mode = "first_frame"
-        else:
-            mode = "text_to_video"
-        default_model = self._settings.model_i2v if request.image_url else self._settings.model_t2v
-        model = str(opts.get("model") or default_model)
-        duration_s = nearest_duration(request.duration_ms, self._settings.durations)
+
+        audio = request.generate_audio
+        if audio is None:
+            audio = self._settings.generate_audio
+        if audio and family is not None and not family.audio:
+            raise ValidationError(f"seedance: {where} makes silent videos (generate_audio)")
+
         camera_fixed = opts.get("camera_fixed", self._settings.camera_fixed)
-        watermark = opts.get("watermark", self._settings.watermark)
+        if mode == REFERENCE_IMAGES and camera_fixed is not None:
+            if "camera_fixed" in opts:
+                raise ValidationError("seedance: camera_fixed does not work with reference_images")
+            camera_fixed = None  # the configured default does not apply to this mode
+
+        tier = opts.get("service_tier", self._settings.service_tier)
+        if tier is not None:
+            check_choice(NAME, "options.service_tier", tier, SERVICE_TIERS)
+        if tier == "flex" and request.draft:
+            raise ValidationError("seedance: a draft cannot use service_tier 'flex'")
+        expires = opts.get("execution_expires_after")
+        if expires is not None and (
+            isinstance(expires, bool)
+            or not isinstance(expires, int)
+            or not EXPIRES_MIN_S <= expires <= EXPIRES_MAX_S
+        ):
+            raise ValidationError(
+                "seedance: options.execution_expires_after must be whole seconds within "
+                f"{EXPIRES_MIN_S}..{EXPIRES_MAX_S}"
+            )
+
+        allowed = list(self._settings.durations)
+        if family is not None:
+            fits = [d for d in allowed if family.min_s <= d <= family.max_s]
+            allowed = fits or allowed  # the operator's own list when it fits nothing
+        duration_s = nearest_duration(request.duration_ms, allowed)
         seed = request.seed if request.seed is not None else task_seed(request.task_id)
-        return {
+        params: dict[str, Any] = {
             "model": model,
             "mode": mode,
             "ratio": ratio,
             "resolution": resolution,
-            "duration_s": duration_s,
-            "duration_ms": duration_s * 1000,
-            "duration_rule": "nearest of [seedance] durations, halves up",
-            "fps": FPS,
+            **duration_params(duration_s, rule="nearest of [seedance] durations, halves up"),
             "seed": seed,
             "seed_rule": "the request's"
             if request.seed is not None
             else "derived from the task id",
             "camera_fixed": None if camera_fixed is None else bool(camera_fixed),
-            "watermark": bool(watermark),
-            "service_tier": self._settings.service_tier,
+            "watermark": bool(opts.get("watermark", self._settings.watermark)),
+            "generate_audio": audio if audio is not None else bool(family and family.audio),
+            "return_last_frame": request.return_last_frame,
+            "service_tier": tier,
         }
+        if refs:
+            params["reference_images"] = refs
+        if request.draft:
+            params["draft"] = True
+        if mode == FROM_DRAFT:
+            params["draft_job_id"] = request.draft_job_id
+            params["note"] = "Ark renders the draft's own prompt, images, seed, ratio and duration"
+        if expires is not None:
+            params["execution_expires_after"] = expires
+        if family is None:
+            params["model_limits"] = "model not in the gateway's table: Ark checks the request"
+        return params
+
+    @staticmethod
+    def _image(url: str, role: str) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": url}, "role": role}
 
     def _create_body(self, request: GenerationRequest, params: dict[str, Any]) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
-        if request.image_url:
-            content.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": request.image_url},
-                    "role": "first_frame",
-                }
-            )
-        if request.last_frame_url:
-            content.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": request.last_frame_url},
-                    "role": "last_frame",
-                }
-            )
-        body: dict[str, Any] = {
-            "model": params["model"],
-            "content": content,
-            "ratio": params["ratio"],
-            "duration": params["duration_s"],
-            "watermark": params["watermark"],
-        }
-        for key in ("resolution", "seed", "camera_fixed", "service_tier"):
-            if params.get(key) is not None:
-                body[key] = params[key]
+        body: dict[str, Any] = {"model": params["model"]}
+        if params["mode"] == FROM_DRAFT:
+            # Ark reuses the draft's inputs; content is the draft alone.
+            body["content"] = [{"type": "draft_task", "draft_task": {"id": request.draft_job_id}}]
+        else:
+            content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+            if request.image_url:
+                content.append(self._image(request.image_url, "first_frame"))
+            if request.last_frame_url:
+                content.append(self._image(request.last_frame_url, "last_frame"))
+            content += [self._image(url, "reference_image") for url in request.reference_images]
+            body["content"] = content
+            body["ratio"] = params["ratio"]
+            body["duration"] = params["duration_s"]
+            body["seed"] = params["seed"]
+            if params["camera_fixed"] is not None:
+                body["camera_fixed"] = params["camera_fixed"]
+            audio = request.generate_audio
+            if audio is None:
+                audio = self._settings.generate_audio
+            family = model_family(params["model"])
+            if audio is not None and (family is None or family.audio):
+                body["generate_audio"] = audio
+            if params.get("draft"):
+                body["draft"] = True
+        body["watermark"] = params["watermark"]
+        if params["resolution"] is not None:
+            body["resolution"] = params["resolution"]
+        if params["return_last_frame"]:
+            body["return_last_frame"] = True
+        if params["service_tier"] is not None:
+            body["service_tier"] = params["service_tier"]
+        if params.get("execution_expires_after") is not None:
+            body["execution_expires_after"] = params["execution_expires_after"]
         secret = callback_secret(self._settings)
         if self._callback_base and secret is not None:
             sig = callback_signature(secret, request.task_id)
@@ -384,15 +587,25 @@ class SeedanceProvider:
         word = data["status"]
         state = _STATES.get(word, JobState.RUNNING)  # unknown words: still in progress
         video_url: str | None = None
+        last_frame_url: str | None = None
         error: AppError | None = None
         if state is JobState.SUCCEEDED:
             content = data.get("content")
-            video_url = content.get("video_url") if isinstance(content, dict) else None
+            content = content if isinstance(content, dict) else {}
+            video_url = content.get("video_url")
             if not isinstance(video_url, str) or not video_url:
                 raise self._garbage(response, "succeeded task without video_url in")
+            frame = content.get("last_frame_url")  # asked for with return_last_frame
+            last_frame_url = frame if isinstance(frame, str) and frame else None
         elif state is JobState.FAILED:
             error = self._task_error(word, data.get("error"))
-        return JobStatus(state=state, provider_status=word, video_url=video_url, error=error)
+        return JobStatus(
+            state=state,
+            provider_status=word,
+            video_url=video_url,
+            last_frame_url=last_frame_url,
+            error=error,
+        )
 
     def _task_error(self, word: str, err: Any) -> AppError:
         err = err if isinstance(err, dict) else {}
@@ -422,6 +635,16 @@ class SeedanceProvider:
             )
         return open_url_stream(self._http, status.video_url, provider=NAME)
 
+    def open_last_frame(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AbstractAsyncContextManager[VideoStream]:
+        """The last frame Ark returned (a PNG, signed URL valid 24 h)."""
+        if not status.last_frame_url:
+            raise ProviderError(
+                f"seedance: task {provider_task_id} has no last frame", provider=NAME
+            )
+        return open_url_stream(self._http, status.last_frame_url, provider=NAME)
+
     async def find_job(
         self,
         request: GenerationRequest,
@@ -431,9 +654,11 @@ class SeedanceProvider:
     ) -> str | None:
         """Read Ark's recent jobs; adopt the one that matches this request beyond doubt."""
         params = self.plan(request)
-        want = {"model": params["model"], "seed": params["seed"], "duration": params["duration_s"]}
-        if params["ratio"] != "adaptive":  # Ark reports the ratio it chose
-            want["ratio"] = params["ratio"]
+        want: dict[str, Any] = {"model": params["model"]}
+        if params["mode"] != FROM_DRAFT:  # a draft's render reports the draft's own values
+            want.update(seed=params["seed"], duration=params["duration_s"])
+            if params["ratio"] != "adaptive":  # Ark reports the ratio it chose
+                want["ratio"] = params["ratio"]
         earliest = since.timestamp() - FIND_SKEW_S
         candidates: list[str] = []
         for page in range(1, LIST_MAX_PAGES + 1):

@@ -58,6 +58,8 @@ class Task:
     video_key: str | None = None
     video_size: int | None = None
     video_sha256: str | None = None
+    # The video's last frame (a PNG in storage), when the request asked for it.
+    last_frame_key: str | None = None
     filename: str | None = None
     error: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -26,7 +26,14 @@ from app.errors import (
 )
 from app.media.moderation import OutputScreen
 from app.prompts.service import PromptService
-from app.providers.base import GenerationRequest, JobState, JobStatus, VideoProvider
+from app.providers.base import (
+    GenerationRequest,
+    JobState,
+    JobStatus,
+    LastFrameSource,
+    VideoProvider,
+)
+from app.providers.health import Verdict, verdict
 from app.providers.registry import ProviderRegistry
 from app.storage.base import Storage, new_object_key
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
@@ -55,6 +62,11 @@ def build_request(task: Task) -> GenerationRequest:
         resolution=body.get("resolution"),
         image_url=body.get("image_url"),
         last_frame_url=body.get("last_frame_url"),
+        reference_images=tuple(body.get("reference_images") or ()),
+        generate_audio=body.get("generate_audio"),
+        return_last_frame=bool(body.get("return_last_frame")),
+        draft=bool(body.get("draft")),
+        draft_job_id=body.get("draft_job_id"),
         # Routing rules and adapters read platform/style from the options too.
         options={
             **(body.get("options") or {}),
@@ -216,54 +228,91 @@ class Pipeline:
         chain: list[str] = list(task.route.get("chain") or [self._providers.default])
         for index, name in enumerate(chain):
             provider = self._providers.get(name)
-            request = build_request(task)
-            params = provider.plan(request)
-            async with self.slots(name):
-                # Marked before the call, so whoever finds this task after a crash knows a job
-                # may exist; running from here on.
-                task = await self._update(
-                    task.id,
-                    status=TaskStatus.RUNNING,
-                    stage=TaskStage.GENERATING,
-                    expanded_by=task.expanded_by,
-                    request=task.request,
-                    provider=name,
-                    params=params,
-                    route={**task.route, "provider": name} if index else task.route,
-                    provider_status=SUBMITTING,
-                    submit_started_at=utcnow(),
-                )
-                try:
-                    task = await self._submit(task, provider, request)
-                except ProviderOutcomeUnknownError as exc:
-                    # Maybe paid: never re-sent, never fallen back from.
-                    logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
-                    task = await self._recover_submit(task, provider, cause=exc)
-                except ProviderError as exc:
-                    # The provider surely took nothing (no connection, or an error answer).
-                    down = isinstance(exc, ProviderAuthError) or exc.retryable
-                    if not down or index == len(chain) - 1:
-                        raise
-                    logger.warning(
-                        "provider %s is down (%s); falling back",
-                        name,
-                        exc.code,
-                        extra={"task_id": task.id, "provider": name},
-                    )
-                    reason = (
-                        f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
-                    )
-                    task = await self._update(
-                        task.id,
-                        route={**task.route, "reason": reason},
-                        provider_status=f"{name} refused: {exc.code}",
-                    )
-                    continue
+            breaker = self._providers.breaker(name)
+            last = index == len(chain) - 1
+            if not breaker.allow():
+                # Known to be failing: pass it by while another provider can take the task.
+                if last:
+                    raise breaker.open_error()
+                task = await self._note_route(task, f"{name} passed by (circuit open)")
+                continue
+            outcome: BaseException | None = None
+            try:
+                task, outcome = await self._submit_to(task, index, name, provider)
+            except BaseException as exc:
+                outcome = exc
+                raise
+            finally:
+                self._record_submit(name, outcome)
+            if outcome is None:
                 await self._finish_job(task, provider)
                 return
         # Unreachable while the chain is non-empty (the last provider's error is raised above),
         # but a task must never end silently.
         raise ProviderError("no provider could take the task", retryable=False)
+
+    def _record_submit(self, name: str, outcome: BaseException | None) -> None:
+        """Tell the provider's circuit breaker what its submit said (see app.providers.health)."""
+        breaker = self._providers.breaker(name)
+        found = verdict(outcome)
+        if isinstance(outcome, AppError):
+            breaker.note_error(outcome)
+        if found is Verdict.NONE:
+            breaker.release()
+        else:
+            breaker.record(found, error=outcome.code if isinstance(outcome, AppError) else None)
+
+    async def _note_route(self, task: Task, note: str) -> Task:
+        reason = f"{task.route.get('reason', '')}; {note}"
+        return await self._update(task.id, route={**task.route, "reason": reason})
+
+    async def _submit_to(
+        self, task: Task, index: int, name: str, provider: VideoProvider
+    ) -> tuple[Task, ProviderError | None]:
+        """Submit to one provider of the chain: the task with its job recorded, or (when the
+        provider surely took nothing and another may) the task noted and the error."""
+        chain_len = len(task.route.get("chain") or [name])
+        request = build_request(task)
+        params = provider.plan(request)
+        async with self.slots(name):
+            # Marked before the call, so whoever finds this task after a crash knows a job
+            # may exist; running from here on.
+            task = await self._update(
+                task.id,
+                status=TaskStatus.RUNNING,
+                stage=TaskStage.GENERATING,
+                expanded_by=task.expanded_by,
+                request=task.request,
+                provider=name,
+                params=params,
+                route={**task.route, "provider": name} if index else task.route,
+                provider_status=SUBMITTING,
+                submit_started_at=utcnow(),
+            )
+            try:
+                return await self._submit(task, provider, request), None
+            except ProviderOutcomeUnknownError as exc:
+                # Maybe paid: never re-sent, never fallen back from.
+                logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
+                return await self._recover_submit(task, provider, cause=exc), None
+            except ProviderError as exc:
+                # The provider surely took nothing (no connection, or an error answer).
+                down = isinstance(exc, ProviderAuthError) or exc.retryable
+                if not down or index >= chain_len - 1:
+                    raise
+                logger.warning(
+                    "provider %s is down (%s); falling back",
+                    name,
+                    exc.code,
+                    extra={"task_id": task.id, "provider": name},
+                )
+                reason = f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
+                task = await self._update(
+                    task.id,
+                    route={**task.route, "reason": reason},
+                    provider_status=f"{name} refused: {exc.code}",
+                )
+                return task, exc
 
     async def _submit(
         self, task: Task, provider: VideoProvider, request: GenerationRequest
@@ -416,11 +465,16 @@ class Pipeline:
             )
             return
         if status.state is JobState.FAILED:
-            raise status.error or ProviderError(
+            error = status.error or ProviderError(
                 f"{provider.name} reported the job failed ({status.provider_status})",
                 provider=provider.name,
                 retryable=False,
             )
+            breaker = self._providers.breaker(task.provider or provider.name)
+            breaker.note_error(error)
+            if isinstance(error, ProviderError) and error.open_circuit:
+                breaker.record(Verdict.TRIP, error=error.code)
+            raise error
         await self._rehost(task, provider, status)
 
     def _deadline(self, task: Task, provider: VideoProvider) -> dt.datetime:
@@ -488,6 +542,7 @@ class Pipeline:
                     raise
                 logger.warning("task %s: download broke (%s), retrying", task.id, exc.message)
                 await asyncio.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.0))
+        frame_key = await self._store_last_frame(task, provider, status)
         try:
             await self._update(
                 task.id,
@@ -496,11 +551,44 @@ class Pipeline:
                 video_key=stored.key,
                 video_size=stored.size,
                 video_sha256=stored.sha256,
+                last_frame_key=frame_key,
                 filename=video_filename(task),
             )
-        except _Stop:  # ended or taken over meanwhile: the stored copy is nobody's
+        except _Stop:  # ended or taken over meanwhile: the stored copies are nobody's
             await self._storage.delete(stored.key)
+            if frame_key is not None:
+                await self._storage.delete(frame_key)
             raise
+
+    async def _store_last_frame(
+        self, task: Task, provider: VideoProvider, status: JobStatus
+    ) -> str | None:
+        """Keep the job's last frame image (asked for with ``return_last_frame``) beside the
+        video. The video is what was paid for: a frame that cannot be fetched is a warning on
+        the task, never a failed task."""
+        if not status.last_frame_url or not isinstance(provider, LastFrameSource):
+            return None
+        assert task.provider_task_id is not None
+        key = new_object_key(suffix=".png")
+        try:
+            async with provider.open_last_frame(task.provider_task_id, status) as stream:
+                stored = await self._storage.put(
+                    key, stream, content_type="image/png", size=stream.size
+                )
+        except AppError as exc:
+            logger.warning(
+                "task %s: the last frame could not be stored: %s",
+                task.id,
+                exc.message,
+                extra={"task_id": task.id},
+            )
+            warnings = [
+                *(task.route.get("warnings") or []),
+                "last frame not stored: " + exc.message,
+            ]
+            await self._update(task.id, route={**task.route, "warnings": warnings})
+            return None
+        return stored.key
 
 
 async def cancel_job(store: TaskStore, provider: VideoProvider, task: Task) -> None:

@@ -16,7 +16,13 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 
 from app.config import Settings
-from app.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+from app.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
 from app.logs import log_context
 from app.metrics import Metrics
 from app.netguard import UrlPolicy
@@ -56,6 +62,18 @@ IMAGE_TYPES = {
 }
 
 ContentVariant = Literal["video", "thumbnail", "spritesheet"]
+
+#: What a draft's full render takes from the draft (Ark reuses the draft's own inputs).
+_DRAFT_INPUTS = (
+    "aspect_ratio",
+    "duration_ms",
+    "seed",
+    "image_url",
+    "last_frame_url",
+    "reference_images",
+    "generate_audio",
+    "negative_prompt",
+)
 
 
 def new_task_id() -> str:
@@ -175,6 +193,8 @@ class TaskService:
         self._prompts.validate(
             style=body.get("style"), template=body.get("template"), platform=body.get("platform")
         )
+        if body.get("from_draft"):
+            body = await self._from_draft(body, owner=owner)
         await self._prompts.screen(body["prompt"])
         task_id = new_task_id()
         # A platform preset fills in what the client left out, as far as the provider that will
@@ -201,8 +221,10 @@ class TaskService:
             self._check_providers(principal, requested=body.get("provider"), chain=route.chain)
             allowed = [name for name in route.chain if principal.may_use(name)]
             route = RouteDecision(chain=allowed, reason=route.reason)
-        # Fail fast (422) when the chosen provider cannot honour the request at all.
-        self._providers.get(route.primary).plan(request)
+        # Fail fast (422) when the chosen provider cannot honour the request at all; note what
+        # it will ignore.
+        planned = self._providers.get(route.primary).plan(request)
+        warnings = [*warnings, *planned.get("ignored", [])]
         wants = body.get("expand_prompt")
         expand = self._prompts.expands_by_default if wants is None else bool(wants)
         key = (
@@ -294,6 +316,31 @@ class TaskService:
             self._metrics.tasks_created.labels(task.provider or "none").inc()
             await self.on_terminal(stored)
         return stored, created
+
+    async def _from_draft(self, body: dict[str, Any], *, owner: str) -> dict[str, Any]:
+        """A full render of one of the caller's drafts: the draft's inputs, the draft's job."""
+        draft = await self._store.get(body["from_draft"], owner=owner)
+        if draft is None:
+            raise ValidationError(f"from_draft: you have no task {body['from_draft']!r}")
+        if (
+            not draft.params.get("draft")
+            or draft.status is not TaskStatus.SUCCEEDED
+            or not draft.provider_task_id
+        ):
+            raise ValidationError(
+                f"from_draft: task {draft.id} is not a finished draft (a succeeded task made "
+                "with draft: true)"
+            )
+        inherited = {k: draft.request[k] for k in _DRAFT_INPUTS if k in draft.request}
+        final = {k: v for k, v in body.items() if k not in (*_DRAFT_INPUTS, "draft")}
+        return {
+            **final,
+            **inherited,
+            "prompt": draft.prompt,
+            "provider": draft.provider,
+            "expand_prompt": False,
+            "draft_job_id": draft.provider_task_id,
+        }
 
     def _shape(
         self, body: dict[str, Any], explicit: Collection[str] | None, provider: str
@@ -535,6 +582,11 @@ class TaskService:
 
     async def present(self, task: Task) -> dict[str, Any]:
         video_url, expires_at = await self.signed_url(task)
+        last_frame_url = None
+        if video_url is not None and task.last_frame_key:
+            last_frame_url = await self._storage.url(
+                task.last_frame_key, expires_s=self._settings.storage.url_expires_s
+            )
         return {
             "id": task.id,
             "status": task.status.value,
@@ -550,6 +602,7 @@ class TaskService:
             "route_reason": task.route.get("reason"),
             "warnings": task.route.get("warnings") or [],
             "video_url": video_url,
+            "last_frame_url": last_frame_url,
             "filename": task.filename,
             "expires_at": expires_at.isoformat() if expires_at else None,
             "error": task.error,

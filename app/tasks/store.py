@@ -63,6 +63,7 @@ tasks_table = sa.Table(
     sa.Column("video_key", sa.String(400)),
     sa.Column("video_size", sa.BigInteger),
     sa.Column("video_sha256", sa.String(64)),
+    sa.Column("last_frame_key", sa.String(400)),
     sa.Column("filename", sa.String(200)),
     sa.Column("error", sa.JSON),
     sa.Column("metadata", sa.JSON, nullable=False),

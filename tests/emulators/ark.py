@@ -2,7 +2,13 @@
 
 Checks what Ark checks: the Bearer key, the model id, the ``content`` items, every output field's
 type and range (``null`` means absent, as the official SDK sends it), text ``--flags`` as an older
-alternative to the JSON fields. Tasks move queued → running → succeeded over ``queued_s`` +
+alternative to the JSON fields. Per model (:data:`MODEL_TABLE`, from Ark's model table): which
+modes it takes (text, first frame, first+last, 1–4 or 1–9 ``reference_image`` items that never
+mix with frames, a ``draft_task`` alone), its duration range, audio (1.5 pro, 2.0), drafts (1.5
+pro: 480p only, no last frame, no flex) and ``adaptive`` without an image (1.5 pro, 2.0).
+``return_last_frame`` adds ``content.last_frame_url`` (a real PNG served at ``/frames/…``).
+
+Tasks move queued → running → succeeded over ``queued_s`` +
 ``running_s`` seconds and their video is served by the emulator itself.
 
 Slow creates: ``slow_answer_next(hold_s)`` makes the next creates take the job and then hold
@@ -21,8 +27,10 @@ import asyncio
 import itertools
 import random
 import re
+import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +40,54 @@ from starlette.responses import JSONResponse, Response
 
 from tests.emulators.faults import Fault, Faults, Videos, fault_response
 
-MODELS = frozenset(
-    {
-        "doubao-seedance-1-0-pro-250528",
-        "doubao-seedance-1-0-pro-fast-251015",
-        "doubao-seedance-1-0-lite-t2v-250428",
-        "doubao-seedance-1-0-lite-i2v-250428",
-        "seedance-1-0-pro-250528",
-    }
+
+@dataclass(frozen=True)
+class Model:
+    """What one Ark model takes (Ark's model table for the content-generation API)."""
+
+    modes: frozenset[str]  # t2v, first, first_last, reference, draft_task
+    references: int = 0
+    audio: bool = False
+    draft: bool = False
+    durations: tuple[int, int] = (2, 12)
+    adaptive_text: bool = False
+    default_resolution: str = "720p"
+    reference_1080p: bool = True
+
+
+_ALL_FRAMES = frozenset({"t2v", "first", "first_last"})
+_PRO = Model(modes=_ALL_FRAMES, default_resolution="1080p")
+_LITE_I2V = Model(
+    modes=frozenset({"first", "first_last", "reference"}), references=4, reference_1080p=False
 )
+_V15 = Model(
+    modes=_ALL_FRAMES | {"draft_task"},
+    audio=True,
+    draft=True,
+    durations=(4, 12),
+    adaptive_text=True,
+)
+_V20 = Model(
+    modes=_ALL_FRAMES | {"reference"},
+    references=9,
+    audio=True,
+    durations=(4, 15),
+    adaptive_text=True,
+)
+MODEL_TABLE: dict[str, Model] = {
+    "doubao-seedance-1-0-pro-250528": _PRO,
+    "seedance-1-0-pro-250528": _PRO,
+    "doubao-seedance-1-0-pro-fast-251015": Model(
+        modes=frozenset({"t2v", "first"}), default_resolution="1080p"
+    ),
+    "doubao-seedance-1-0-lite-t2v-250428": Model(modes=frozenset({"t2v"})),
+    "doubao-seedance-1-0-lite-i2v-250428": _LITE_I2V,
+    "doubao-seedance-1-5-pro-251215": _V15,
+    "seedance-1-5-pro-251215": _V15,
+    "doubao-seedance-2-0-260128": _V20,
+    "doubao-seedance-2-0-fast-260128": _V20,
+}
+MODELS = frozenset(MODEL_TABLE)
 RESOLUTIONS = ("480p", "720p", "1080p")
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
 CREATE_FIELDS = frozenset(
@@ -59,6 +106,7 @@ CREATE_FIELDS = frozenset(
         "camera_fixed",
         "watermark",
         "generate_audio",
+        "draft",
     }
 )
 FLAG_NAMES = {
@@ -110,6 +158,8 @@ class EmulatedTask:
     outcome: str  # succeeded | failed_output | failed_internal | expired
     created_at: int = field(default_factory=lambda: int(time.time()))  # what Ark reports
     cancelled: bool = False
+    draft: bool = False
+    draft_of: str | None = None  # a full render: the draft it renders
 
 
 @dataclass
@@ -128,6 +178,8 @@ class ArkState:
     gets: int = 0
     deletes: list[str] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
+    frames_served: int = 0
+    frames_gone: bool = False  # the last-frame URL answers 404 (expired)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Every create: with this probability, take the job, then hold the answer slow_answer_s.
     slow_answer_ratio: float = 0.0
@@ -176,6 +228,26 @@ class ArkState:
             return list(self.tasks.values())
 
 
+def _png(width: int = 4, height: int = 4) -> bytes:
+    """A real, tiny red PNG: what Ark returns as ``content.last_frame_url``."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+LAST_FRAME_PNG = _png()
+
+
 def _require_bool(params: dict[str, Any], key: str) -> None:
     if key in params and not isinstance(params[key], bool):
         raise ArkError(400, "InvalidParameter", f"{key} must be a boolean", key)
@@ -194,94 +266,156 @@ def _coerce_flag(key: str, value: str) -> Any:
     return value
 
 
-def validate_create(
-    body: Any, models: frozenset[str]
-) -> tuple[str, dict[str, Any], str, list[dict[str, Any]]]:
-    """Return (model, effective params, prompt text, images) or raise ArkError."""
-    if not isinstance(body, dict):
-        raise ArkError(400, "InvalidParameter", "the body must be a JSON object")
-    body = {k: v for k, v in body.items() if v is not None}  # the SDK sends unset as null
-    unknown = set(body) - CREATE_FIELDS
-    if unknown:
-        raise ArkError(400, "InvalidParameter", f"unknown parameter {sorted(unknown)[0]}")
-    model = body.get("model")
-    if not model:
-        raise ArkError(400, "MissingParameter", "model is required", "model")
-    if model not in models:
-        raise ArkError(404, "InvalidEndpointOrModel.NotFound", f"model {model} does not exist")
-    content = body.get("content")
+def _fail(message: str, param: str | None = None, code: str = "InvalidParameter") -> ArkError:
+    return ArkError(400, code, message, param)
+
+
+def _content(content: Any, model: Model) -> tuple[list[str], list[dict[str, Any]], str | None]:
+    """Texts, images (url, role) and a draft task id, as Ark reads ``content``."""
     if not isinstance(content, list) or not content:
         raise ArkError(400, "MissingParameter", "content is required", "content")
     texts: list[str] = []
     images: list[dict[str, Any]] = []
+    drafts: list[str] = []
     for item in content:
-        if not isinstance(item, dict) or item.get("type") not in ("text", "image_url"):
-            raise ArkError(400, "InvalidParameter", "content item type must be text|image_url")
-        if item["type"] == "text":
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text":
             if not isinstance(item.get("text"), str):
-                raise ArkError(400, "InvalidParameter", "text must be a string", "content.text")
+                raise _fail("text must be a string", "content.text")
             texts.append(item["text"])
-        else:
+        elif kind == "image_url":
             url = (item.get("image_url") or {}).get("url")
             if not isinstance(url, str) or not url.startswith(("http", "data:image/")):
-                raise ArkError(400, "InvalidParameter", "image_url.url is invalid", "image_url")
+                raise _fail("image_url.url is invalid", "content.image_url")
             role = item.get("role")
             if role not in (None, "first_frame", "last_frame", "reference_image"):
-                raise ArkError(400, "InvalidParameter", f"unknown role {role}", "role")
+                raise _fail(f"unknown role {role}", "content.role")
             images.append({"url": url, "role": role})
+        elif kind == "draft_task":
+            draft_id = (item.get("draft_task") or {}).get("id")
+            if not isinstance(draft_id, str) or not draft_id:
+                raise _fail("draft_task.id is required", "content.draft_task")
+            drafts.append(draft_id)
+        else:
+            raise _fail("content item type must be text|image_url|draft_task", "content.type")
     if len(texts) > 1:
-        raise ArkError(400, "InvalidParameter", "at most one text item", "content")
-    if len(images) > 2:
-        raise ArkError(400, "InvalidParameter", "at most two frame images", "content")
-    if len(images) == 2 and sorted(str(i["role"]) for i in images) != [
-        "first_frame",
-        "last_frame",
-    ]:
-        raise ArkError(400, "InvalidParameter", "two images need first_frame and last_frame")
+        raise _fail("at most one text item", "content")
+    if drafts:
+        if len(drafts) > 1 or texts or images:
+            raise _fail("a draft_task item goes alone in content", "content")
+        if "draft_task" not in model.modes:
+            raise _fail("the model does not render drafts", "content.draft_task")
+        return [], [], drafts[0]
+    roles = [image["role"] for image in images]
+    if "reference_image" in roles:
+        if any(role != "reference_image" for role in roles):
+            raise _fail("reference images cannot be mixed with first/last frames", "content.role")
+        if "reference" not in model.modes:
+            raise _fail("the model does not take reference images", "content.role")
+        if len(images) > model.references:
+            raise _fail(f"at most {model.references} reference images", "content")
+    elif len(images) > 2:
+        raise _fail("at most two frame images", "content")
+    elif len(images) == 2:
+        if sorted(str(r) for r in roles) != ["first_frame", "last_frame"]:
+            raise _fail("two images need first_frame and last_frame", "content.role")
+        if "first_last" not in model.modes:
+            raise _fail("the model does not take a last frame", "content.role")
+    elif len(images) == 1:
+        if roles[0] not in (None, "first_frame"):
+            raise _fail("one image is the first frame", "content.role")
+        if "first" not in model.modes:
+            raise _fail("the model does not take images", "content.image_url")
+    elif "t2v" not in model.modes:
+        raise _fail("the model needs an image", "content")
     if not texts and not images:
         raise ArkError(400, "MissingParameter", "a text or an image is required", "content")
+    return texts, images, None
+
+
+def validate_create(
+    body: Any, models: frozenset[str]
+) -> tuple[str, dict[str, Any], str, list[dict[str, Any]], str | None]:
+    """Return (model, effective params, prompt text, images, draft id) or raise ArkError."""
+    if not isinstance(body, dict):
+        raise _fail("the body must be a JSON object")
+    body = {k: v for k, v in body.items() if v is not None}  # the SDK sends unset as null
+    unknown = set(body) - CREATE_FIELDS
+    if unknown:
+        raise _fail(f"unknown parameter {sorted(unknown)[0]}")
+    model_id = body.get("model")
+    if not model_id:
+        raise ArkError(400, "MissingParameter", "model is required", "model")
+    if model_id not in models:
+        raise ArkError(404, "InvalidEndpointOrModel.NotFound", f"model {model_id} does not exist")
+    model = MODEL_TABLE.get(model_id, _PRO)
+    texts, images, draft_of = _content(body.get("content"), model)
     text = texts[0] if texts else ""
     params: dict[str, Any] = {}
     for match in _FLAG.finditer(text):
         name = FLAG_NAMES.get(match.group(1).lower())
         if name is None:
-            raise ArkError(400, "InvalidParameter", f"unknown flag --{match.group(1)}")
+            raise _fail(f"unknown flag --{match.group(1)}")
         params[name] = _coerce_flag(name, match.group(2))
     prompt = _FLAG.sub("", text).strip()
     for key in ("resolution", "ratio", "duration", "frames", "seed", "camera_fixed", "watermark"):
         if key in body:
             params[key] = body[key]  # JSON fields win over text flags
-    for key in ("camera_fixed", "watermark", "return_last_frame", "generate_audio"):
+    for key in ("camera_fixed", "watermark", "return_last_frame", "generate_audio", "draft"):
         _require_bool({**params, **body}, key)
-    if "resolution" in params and params["resolution"] not in RESOLUTIONS:
-        raise ArkError(400, "InvalidParameter", "resolution is invalid", "resolution")
+    reference = any(image["role"] == "reference_image" for image in images)
+    if "resolution" in params:
+        if params["resolution"] not in RESOLUTIONS:
+            raise _fail("resolution is invalid", "resolution")
+        if reference and params["resolution"] == "1080p" and not model.reference_1080p:
+            raise _fail("reference images make at most 720p", "resolution")
     if "ratio" in params:
-        allowed = (*RATIOS, "adaptive") if images else RATIOS
-        if params["ratio"] not in allowed:
-            raise ArkError(400, "InvalidParameter", "ratio is invalid", "ratio")
+        allowed = (*RATIOS, "adaptive") if images or model.adaptive_text else RATIOS
+        if params["ratio"] not in allowed or (reference and params["ratio"] == "adaptive"):
+            raise _fail("ratio is invalid", "ratio")
     if "duration" in params:
-        d = params["duration"]
-        if isinstance(d, bool) or not isinstance(d, int) or not 2 <= d <= 12:
-            raise ArkError(400, "InvalidParameter", "duration must be within [2, 12]", "duration")
+        d, (low, high) = params["duration"], model.durations
+        if isinstance(d, bool) or not isinstance(d, int) or not low <= d <= high:
+            raise _fail(f"duration must be within [{low}, {high}]", "duration")
     if params.get("fps", 24) != 24:
-        raise ArkError(400, "InvalidParameter", "fps must be 24", "fps")
+        raise _fail("fps must be 24", "fps")
     if "seed" in params:
-        s = params["seed"]
-        if isinstance(s, bool) or not isinstance(s, int) or not -1 <= s <= 2**32 - 1:
-            raise ArkError(400, "InvalidParameter", "seed is out of range", "seed")
+        seed = params["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not -1 <= seed <= 2**32 - 1:
+            raise _fail("seed is out of range", "seed")
+    if reference and "camera_fixed" in params:
+        raise _fail("camera_fixed is not supported with reference images", "camera_fixed")
+    if body.get("generate_audio") and not model.audio:
+        raise _fail("the model does not generate audio", "generate_audio")
     tier = body.get("service_tier")
     if tier is not None and tier not in ("default", "flex"):
-        raise ArkError(400, "InvalidParameter", "service_tier is invalid", "service_tier")
+        raise _fail("service_tier is invalid", "service_tier")
     exp = body.get("execution_expires_after")
-    if exp is not None and (not isinstance(exp, int) or not 3600 <= exp <= 259200):
-        raise ArkError(400, "InvalidParameter", "execution_expires_after out of range")
+    if exp is not None and (
+        isinstance(exp, bool) or not isinstance(exp, int) or not 3600 <= exp <= 259200
+    ):
+        raise _fail("execution_expires_after out of range", "execution_expires_after")
+    if body.get("draft"):
+        if not model.draft:
+            raise _fail("the model has no draft mode", "draft")
+        if params.get("resolution", "480p") != "480p":
+            raise _fail("a draft is 480p only", "resolution")
+        if body.get("return_last_frame"):
+            raise _fail("a draft cannot return the last frame", "return_last_frame")
+        if tier == "flex":
+            raise _fail("a draft cannot use the flex tier", "service_tier")
+        params["resolution"] = "480p"
     cb = body.get("callback_url")
     if cb is not None and (not isinstance(cb, str) or not cb.startswith("http")):
-        raise ArkError(400, "InvalidParameter", "callback_url is invalid", "callback_url")
+        raise _fail("callback_url is invalid", "callback_url")
     params.setdefault("duration", 5)
-    params.setdefault("resolution", "1080p" if "pro" in model else "720p")
+    params.setdefault("resolution", model.default_resolution)
     params.setdefault("ratio", "adaptive" if images else "16:9")
-    return model, params, prompt, images
+    params["service_tier"] = tier or "default"
+    params["execution_expires_after"] = exp or 172800
+    params["return_last_frame"] = bool(body.get("return_last_frame"))
+    params["generate_audio"] = bool(body.get("generate_audio", model.audio))
+    return model_id, params, prompt, images, draft_of
 
 
 def create_app(state: ArkState | None = None) -> FastAPI:
@@ -337,8 +471,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             "ratio": task.params["ratio"],
             "duration": task.params["duration"],
             "framespersecond": 24,
-            "service_tier": "default",
-            "execution_expires_after": 172800,
+            "service_tier": task.params.get("service_tier", "default"),
+            "execution_expires_after": task.params.get("execution_expires_after", 172800),
             "usage": None,
             "created_at": task.created_at,
             "updated_at": int(time.time()),
@@ -347,6 +481,10 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             obj["content"] = {
                 "video_url": f"{base_url}videos/{task.id}.mp4?X-Tos-Expires=86400&X-Tos-Sig=abc"
             }
+            if task.params.get("return_last_frame"):
+                obj["content"]["last_frame_url"] = (
+                    f"{base_url}frames/{task.id}.png?X-Tos-Expires=86400&X-Tos-Sig=abc"
+                )
             obj["usage"] = {"completion_tokens": 108900, "total_tokens": 108900}
         elif word == "failed":
             if task.outcome == "failed_output":
@@ -387,7 +525,15 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         except ValueError:
             return ark_error(ArkError(400, "InvalidParameter", "the body is not valid JSON"))
         try:
-            model, params, prompt, images = validate_create(body, state.models)
+            model, params, prompt, images, draft_of = validate_create(body, state.models)
+            if draft_of is not None:
+                draft = state.tasks.get(draft_of)
+                if draft is None or not draft.draft or status_of(draft) != "succeeded":
+                    raise _fail(f"draft task {draft_of} is not a succeeded draft", "draft_task")
+                # The full render reuses the draft's inputs; only its own output fields apply.
+                own = {k: params[k] for k in ("service_tier", "return_last_frame")}
+                params = {**draft.params, **own, "resolution": body.get("resolution") or "720p"}
+                prompt, images = draft.prompt, draft.images
         except ArkError as exc:
             return ark_error(exc)
         if "BLOCKED_INPUT" in prompt:
@@ -426,6 +572,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
                 images=images,
                 callback_url=body.get("callback_url"),
                 outcome=outcome,
+                draft=bool(body.get("draft")),
+                draft_of=draft_of,
             )
             state.tasks[task_id] = task
         if task.callback_url:
@@ -497,5 +645,12 @@ def create_app(state: ArkState | None = None) -> FastAPI:
     @app.get("/videos/{name}")
     async def video(name: str, request: Request) -> Response:
         return await state.videos.serve(request)
+
+    @app.get("/frames/{name}")
+    async def frame(name: str) -> Response:
+        if state.frames_gone:
+            return Response(b"NoSuchKey", status_code=404)
+        state.frames_served += 1
+        return Response(LAST_FRAME_PNG, media_type="image/png")
 
     return app

@@ -107,3 +107,75 @@ async def test_lifecycle_and_callbacks(
     order = ["queued", "running", "succeeded"]
     assert seen[-1] == "succeeded" and seen == sorted(seen, key=order.index)
     assert hits[-1] == "succeeded" and hits == sorted(hits, key=order.index)
+
+
+def image(url: str, role: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
+    if role is not None:
+        item["role"] = role
+    return item
+
+
+LITE_I2V = "doubao-seedance-1-0-lite-i2v-250428"
+V15 = "doubao-seedance-1-5-pro-251215"
+
+
+@pytest.mark.parametrize(
+    ("model", "content", "extra", "param"),
+    [
+        # Roles and counts, as Ark documents them per model.
+        (LITE_I2V, [image(f"https://i/{n}.png", "reference_image") for n in range(5)], {},
+         "content"),
+        (LITE_I2V, [image("https://i/1.png", "reference_image"),
+                    image("https://i/2.png", "first_frame")], {}, "content.role"),
+        (MODEL, [image("https://i/1.png", "reference_image")], {}, "content.role"),
+        (MODEL, [image("https://i/1.png", "last_frame")], {}, "content.role"),
+        (MODEL, [image("https://i/1.png", "first_frame"), image("https://i/2.png", None)], {},
+         "content.role"),
+        (LITE_I2V, text("no image"), {}, "content"),
+        (LITE_I2V, [image("https://i/1.png", "reference_image")], {"ratio": "adaptive"}, "ratio"),
+        (LITE_I2V, [image("https://i/1.png", "reference_image")], {"camera_fixed": False},
+         "camera_fixed"),
+        (LITE_I2V, [image("https://i/1.png", "reference_image")], {"resolution": "1080p"},
+         "resolution"),
+        # Types and the newer fields.
+        (MODEL, text("a cat"), {"generate_audio": True}, "generate_audio"),
+        (V15, text("a cat"), {"generate_audio": "yes"}, "generate_audio"),
+        (V15, text("a cat"), {"duration": 3}, "duration"),
+        (MODEL, text("a cat"), {"draft": True}, "draft"),
+        (V15, text("a cat"), {"draft": True, "resolution": "720p"}, "resolution"),
+        (V15, text("a cat"), {"draft": True, "return_last_frame": True}, "return_last_frame"),
+        (V15, text("a cat"), {"draft": True, "service_tier": "flex"}, "service_tier"),
+        (V15, text("a cat"), {"execution_expires_after": 100}, "execution_expires_after"),
+        (V15, [{"type": "draft_task", "draft_task": {"id": "cgt-1"}}, *text("a")], {}, "content"),
+        (V15, [{"type": "draft_task", "draft_task": {"id": "cgt-nope"}}], {}, "draft_task"),
+    ],
+)  # fmt: skip
+async def test_roles_counts_and_fields_are_checked_per_model(
+    ark_emu: Emulator[ArkState],
+    http: httpx.AsyncClient,
+    model: str,
+    content: list[dict[str, Any]],
+    extra: dict[str, Any],
+    param: str,
+) -> None:
+    response = await create(ark_emu, http, {"model": model, "content": content, **extra})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert ark_emu.state.creates == 0
+
+
+async def test_what_each_model_takes_is_accepted(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    refs = [image(f"https://i/{n}.png", "reference_image") for n in range(4)]
+    accepted = [
+        {"model": LITE_I2V, "content": [*text("[图1] and [图2]"), *refs], "ratio": "16:9"},
+        {"model": V15, "content": text("a cat"), "ratio": "adaptive", "generate_audio": True},
+        {"model": V15, "content": text("a cat"), "draft": True, "seed": 3},
+        {"model": MODEL, "content": [image("https://i/1.png", None)], "return_last_frame": True},
+    ]
+    for body in accepted:
+        response = await create(ark_emu, http, body)
+        assert response.status_code == 200, (body, response.text)
+    assert ark_emu.state.creates == len(accepted)

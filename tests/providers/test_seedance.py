@@ -29,6 +29,10 @@ from tests.providers.conftest import (
 
 pytestmark = pytest.mark.anyio
 
+PRO_10 = "doubao-seedance-1-0-pro-250528"
+V20 = "doubao-seedance-2-0-260128"
+REFS = [f"https://img.test/ref{i}.png" for i in range(1, 10)]
+
 
 def provider(
     emu: Emulator[ArkState], http: httpx.AsyncClient, *, callback: str | None = None, **kw: Any
@@ -71,7 +75,6 @@ async def test_plan_reports_the_effective_parameters(
     "changes",
     [
         {"last_frame_url": "https://img.test/last.png"},
-        {"options": {"ratio": "adaptive"}},
         {"resolution": "4k"},
         {"seed": 2**32},
     ],
@@ -81,6 +84,17 @@ async def test_plan_refuses_what_ark_cannot_do(
 ) -> None:
     with pytest.raises(ValidationError):
         provider(ark_emu, http).plan(request(**changes))
+
+
+async def test_adaptive_ratio_without_an_image_only_where_the_model_chooses_from_the_prompt(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    adaptive = request(options={"ratio": "adaptive"})
+    with pytest.raises(ValidationError, match="adaptive"):
+        provider(ark_emu, http, model_t2v=PRO_10).plan(adaptive)
+    seedance = provider(ark_emu, http)  # 1.5 pro: picks the ratio from the prompt
+    await seedance.submit(adaptive)
+    assert ark_emu.state.create_bodies[0]["ratio"] == "adaptive"
 
 
 async def test_text_to_video_happy_path(
@@ -94,7 +108,7 @@ async def test_text_to_video_happy_path(
     assert await download(seedance, job, status) == mp4_bytes
     body = ark_emu.state.create_bodies[0]
     assert body["content"] == [{"type": "text", "text": "a red fox running in snow"}]
-    assert body["model"] == "doubao-seedance-1-0-pro-250528"
+    assert body["model"] == "doubao-seedance-1-5-pro-251215"
     assert body["duration"] == 5 and body["ratio"] == "16:9" and body["seed"] == 7
     assert body["camera_fixed"] is True and body["watermark"] is False
     assert None not in body.values() and "--" not in body["content"][0]["text"]

@@ -22,10 +22,10 @@ async def get_file(
     exp: Annotated[str | None, Query()] = None,
     sig: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
-    """Serve a stored file when the URL's signature is valid and unexpired."""
+    """Serve a stored file (a video, its last frame, an image uploaded for a provider to fetch)
+    when the URL's signature is valid and unexpired."""
     if not isinstance(storage, LocalStorage):
         raise NotFoundError("this gateway does not serve files itself")
     path = storage.verify(key, exp, sig)
-    # Videos, and the reference images uploaded to /v1/videos for providers to fetch.
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, filename=path.name)

@@ -97,6 +97,9 @@ async def readyz(request: Request, principal: OptionalPrincipalDep) -> JSONRespo
     body: dict[str, Any] = {"status": "ready"}
     if details:
         body["checks"] = checks
+        # Circuit breakers (app.providers.health) inform, they do not make the gateway unready:
+        # an open circuit means tasks go to other providers or fail fast for a while.
+        body["providers"] = request.app.state.providers.breakers.snapshot()
     return JSONResponse(body)
 
 

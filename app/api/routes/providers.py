@@ -19,6 +19,7 @@ router = APIRouter(
 class ProviderCapabilities(BaseModel):
     image_input: bool = Field(description="Takes a first frame (image_url).")
     last_frame: bool = Field(description="Takes a last frame too (last_frame_url).")
+    reference_images: int = Field(0, description="How many reference_images it takes (0: none).")
     negative_prompt: bool
     max_prompt_chars: int
     aspect_ratios: list[str]
@@ -28,6 +29,10 @@ class ProviderPublic(BaseModel):
     name: str = Field(description="What the request's `provider` field takes.")
     default: bool = Field(description="Used when a request names no provider and no rule matches.")
     capabilities: ProviderCapabilities
+    circuit: str = Field(
+        "closed",
+        description="Its circuit breaker here: closed, open (passed by for now) or half_open.",
+    )
 
 
 class ProviderList(BaseModel):
@@ -49,10 +54,12 @@ async def list_providers(_: PrincipalDep, providers: ProvidersDep) -> dict[str, 
                 "capabilities": {
                     "image_input": caps.image_input,
                     "last_frame": caps.last_frame,
+                    "reference_images": caps.reference_images,
                     "negative_prompt": caps.negative_prompt,
                     "max_prompt_chars": caps.max_prompt_chars,
                     "aspect_ratios": [r for r in ASPECT_RATIOS if r in caps.aspect_ratios],
                 },
+                "circuit": providers.breaker(name).current().value,
             }
         )
     return {"default": providers.default, "data": data}
