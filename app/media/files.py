@@ -25,20 +25,28 @@ CONTENT_TYPES = {
 }
 
 
+def _read_at(path: Path, offset: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read(CHUNK)
+
+
 class FileStream:
-    """Read a local file in 1 MiB chunks off the event loop; ``size`` is its length."""
+    """Read a local file in 1 MiB chunks off the event loop; ``size`` is its length.
+
+    Each chunk opens and closes the file: a reader that stops half-way (a cancelled upload, a
+    shutdown) leaves no open handle behind, whenever its generator is finalised.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.size: int | None = path.stat().st_size
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        fh = await asyncio.to_thread(self.path.open, "rb")
-        try:
-            while chunk := await asyncio.to_thread(fh.read, CHUNK):
-                yield chunk
-        finally:
-            await asyncio.to_thread(fh.close)
+        offset = 0
+        while chunk := await asyncio.to_thread(_read_at, self.path, offset):
+            offset += len(chunk)
+            yield chunk
 
 
 def content_type_for(path: Path) -> str:

@@ -210,8 +210,11 @@ class _Multipart(Generic[P]):
 
     async def _reap(self, when: str) -> None:
         done, self._pending = await asyncio.wait(self._pending, return_when=when)
-        for future in done:
-            future.result()  # re-raises the first part failure
+        # Several parts may fail together: look at every one (an exception nobody retrieved is
+        # reported as a bug), then raise the first.
+        failures = [e for f in done if not f.cancelled() and (e := f.exception()) is not None]
+        if failures:
+            raise failures[0]
 
     async def _abort(self, upload_id: str) -> None:
         # Parts still uploading would race the abort; let their threads finish first.
