@@ -6,7 +6,7 @@
 one: the library's granularity) admits the same burst and the same long-run rate. The strategy
 is the sliding window counter: two counters per tenant (the moving window keeps a timestamp
 per request, and its memory storage sweeps them through a thread per tenant, which took a
-quarter of the gateway's throughput with 50 busy tokens in ``bench/limits.py``). Buckets are
+quarter of the gateway's throughput with 50 busy tokens in ``bench/rate_limits.py``). Buckets are
 keyed by tenant id, so a rotated token keeps its bucket and one tenant never touches
 another's. When Redis cannot be reached the limiter lets requests through and says so in the
 log (at most once a minute): an outage of the limiter must not become an outage of the gateway.

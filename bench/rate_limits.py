@@ -12,7 +12,7 @@
 
 The gateway runs in its own process (``python -m app serve``); the client is this process.
 
-    .venv/bin/python bench/limits.py [--seconds 5] [--concurrency 16]
+    .venv/bin/python bench/rate_limits.py [--seconds 5] [--concurrency 16]
 """
 
 from __future__ import annotations
