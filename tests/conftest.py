@@ -39,6 +39,13 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server for the session's tests."""
+    with postgres_admin_url() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_admin_url() -> Iterator[str]:
     """An admin URL of a PostgreSQL server: ``VGW_TEST_POSTGRES_URL``, else an embedded one."""
     url = os.environ.get("VGW_TEST_POSTGRES_URL")
     if url:
