@@ -98,6 +98,7 @@ class Images:
     redis: str
     nginx: str
     seaweedfs: str
+    squid: str
     gateway: str
 
     def compose_env(self) -> dict[str, str]:
@@ -149,6 +150,7 @@ def images(engine: None) -> Images:
         redis=found["REDIS_IMAGE"],
         nginx=found["NGINX_IMAGE"],
         seaweedfs=found["SEAWEEDFS_IMAGE"],
+        squid=found["SQUID_IMAGE"],
         gateway=gateway,
     )
 

@@ -1,9 +1,15 @@
 """deploy/compose.yaml as shipped: two gateways behind nginx, PostgreSQL, Redis, SeaweedFS.
 
 The image names are overridden through the variables the file reads; the Ark (Seedance)
-emulator joins the stack (tests/deploy/compose.test.yaml) as the provider. Tasks go in through
-nginx, one gateway is killed while its tasks run, and every task must still end with exactly
-one job at the provider: the other gateway takes the orphans over instead of paying twice.
+emulator joins the stack (tests/deploy/compose.test.yaml) as the provider, and
+deploy/compose.dify.yaml joins it to a network standing in for a self-hosted Dify's.
+
+* Beside Dify: through a strict Squid on that network (Dify's ssrf_proxy), a client reaches
+  ``http://video-gateway:8000`` once deploy/dify/ssrf_proxy/30-video-gateway.conf is mounted,
+  and is refused without it.
+* Tasks go in through nginx, one gateway is killed while its tasks run, and every task must
+  still end with exactly one job at the provider: the other gateway takes the orphans over
+  instead of paying twice.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +44,7 @@ class Stack:
     compose: list[str]
     base_url: str
     env: dict[str, str]
+    dify_network: str
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run([*self.compose, *args], env=self.env)
@@ -65,8 +73,13 @@ class Stack:
         return parsed
 
 
-@pytest.fixture
-def stack(images: Images, compose: list[str], tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def stack(
+    images: Images, compose: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    tmp_path = tmp_path_factory.mktemp("stack")
+    project = "vgwtest" + secrets.token_hex(4)
+    dify_network = f"{project}_dify"
     port = free_port()
     values = {
         **images.compose_env(),
@@ -84,19 +97,25 @@ def stack(images: Images, compose: list[str], tmp_path: Path) -> Iterator[Stack]
         "ARK_RUNNING_S": "4",
         # A dead gateway's tasks are taken over once their lease runs out.
         "VGW_QUEUE__LEASE_S": "3",
+        "DIFY_NETWORK": dify_network,
     }
     env_file = tmp_path / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    project = "vgwtest" + secrets.token_hex(4)
     command = [
         *compose, "-p", project, "--env-file", str(env_file),
-        "-f", str(ROOT / "deploy/compose.yaml"), "-f", str(HERE / "compose.test.yaml"),
+        "-f", str(ROOT / "deploy/compose.yaml"), "-f", str(ROOT / "deploy/compose.dify.yaml"),
+        "-f", str(HERE / "compose.test.yaml"),
     ]  # fmt: skip
     # Only what compose needs from this process: no stray VGW_/image variables leak in.
     env = {key: os.environ[key] for key in ("PATH", "HOME", "DOCKER_HOST") if key in os.environ}
-    live = Stack(compose=command, base_url=f"http://127.0.0.1:{port}", env=env)
+    live = Stack(
+        compose=command, base_url=f"http://127.0.0.1:{port}", env=env, dify_network=dify_network
+    )
+    run(["docker", "network", "create", dify_network])
     try:
         live("up", "-d", "--no-build")
+        for service in ("gateway-1", "gateway-2"):
+            wait_for(lambda s=service: live.health(s) == "healthy", f"{service} healthy")
         yield live
     finally:
         subprocess.run(
@@ -105,6 +124,7 @@ def stack(images: Images, compose: list[str], tmp_path: Path) -> Iterator[Stack]
             capture_output=True,
             check=False,
         )
+        subprocess.run(["docker", "network", "rm", dify_network], capture_output=True, check=False)
 
 
 def wait_for(check: Any, what: str, rounds: int = 240) -> None:
@@ -119,9 +139,57 @@ def accepted_by(stack: Stack, service: str) -> set[str]:
     return set(re.findall(r"task (vt_[0-9a-f]+) accepted", stack.logs(service)))
 
 
+PROXY_CLIENT = """
+import httpx, sys
+proxy, token = sys.argv[1], sys.argv[2]
+with httpx.Client(proxy=proxy, headers={"Authorization": "Bearer " + token}, timeout=60) as http:
+    health = http.get("http://video-gateway:8000/healthz")
+    print(health.status_code)
+    if health.status_code == 200:
+        body = {"prompt": "from Dify", "provider": "preview", "duration_ms": 1000, "fps": 8}
+        created = http.post("http://video-gateway:8000/generate-video", json=body)
+        print(created.status_code, created.json().get("status"))
+"""
+
+
+def test_dify_reaches_the_gateway_through_a_strict_ssrf_proxy(
+    stack: Stack, images: Images, tmp_path: Path, container_names: list[str]
+) -> None:
+    strict, allowing = tmp_path / "strict", tmp_path / "allowing"
+    strict.mkdir()
+    (strict / "00-nothing.conf").write_text("# no exceptions\n")
+    allowing.mkdir()
+    shutil.copy(ROOT / "deploy/dify/ssrf_proxy/30-video-gateway.conf", allowing)
+    for alias, conf_d in (("ssrf_proxy_strict", strict), ("ssrf_proxy", allowing)):
+        name = f"{stack.dify_network}-{alias}"
+        container_names.append(name)
+        run(
+            [
+                "docker", "run", "-d", "--name", name,
+                "--network", stack.dify_network, "--network-alias", alias,
+                "-v", f"{HERE / 'ssrf_proxy.conf'}:/etc/squid/squid.conf:ro",
+                "-v", f"{conf_d}:/etc/squid/conf.d:ro",
+                images.squid,
+            ]
+        )  # fmt: skip
+
+    def through(proxy: str) -> list[str]:
+        # The HTTP node's view: a container on Dify's network, every request via the proxy.
+        done = run(
+            [
+                "docker", "run", "--rm", "--network", stack.dify_network,
+                "--entrypoint", "python", images.gateway, "-c", PROXY_CLIENT,
+                f"http://{proxy}:3128", TOKEN,
+            ]
+        )  # fmt: skip
+        return done.stdout.split()
+
+    wait_for(lambda: through("ssrf_proxy")[:1] == ["200"], "the proxy passes the gateway")
+    assert through("ssrf_proxy") == ["200", "200", "succeeded"]
+    assert through("ssrf_proxy_strict") == ["403"]
+
+
 def test_tasks_survive_a_killed_gateway_and_are_paid_once(stack: Stack) -> None:
-    for service in ("gateway-1", "gateway-2"):
-        wait_for(lambda s=service: stack.health(s) == "healthy", f"{service} healthy")
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=stack.base_url, headers=headers, timeout=90) as http:
         wait_for(lambda: http.get("/healthz").status_code == 200, "nginx passes /healthz")
