@@ -100,6 +100,7 @@ def stack(
         "DIFY_NETWORK": dify_network,
     }
     env_file = tmp_path / "stack.env"
+    values["GATEWAY_ENV_FILE"] = str(env_file)  # the gateways' VGW_ variables: the same file
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     command = [
         *compose, "-p", project, "--env-file", str(env_file),
