@@ -144,6 +144,11 @@ def images(engine: None) -> Images:
     if present.returncode != 0:
         build_arg = f"PYTHON_IMAGE={found['PYTHON_IMAGE']}"
         run(["docker", "build", "--build-arg", build_arg, "-t", gateway, str(ROOT)])
+        # Earlier builds of other sources: untag them so their layers can be reclaimed.
+        tags = run(["docker", "images", "vgw-test/gateway", "--format", "{{.Repository}}:{{.Tag}}"])
+        stale = [tag for tag in tags.stdout.split() if tag != gateway]
+        if stale:
+            subprocess.run(["docker", "rmi", *stale], capture_output=True, check=False)
     return Images(
         python=found["PYTHON_IMAGE"],
         postgres=found["POSTGRES_IMAGE"],
