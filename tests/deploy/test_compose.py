@@ -32,7 +32,8 @@ import pytest
 from tests.deploy.conftest import HERE, ROOT, Images, run
 from tests.emulators.server import free_port
 
-pytestmark = pytest.mark.docker
+# The first run on a machine builds every image (minutes); later runs find them cached.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 TOKEN = "compose-test-token-" + secrets.token_hex(8)
 ARK_KEY = "ark-compose-key-" + secrets.token_hex(8)

@@ -13,7 +13,8 @@ import pytest
 from tests.deploy.conftest import Images, run
 from tests.emulators.server import free_port
 
-pytestmark = pytest.mark.docker
+# The first run on a machine builds every image (minutes); later runs find them cached.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 # The README's first request.
 README_BODY = {
