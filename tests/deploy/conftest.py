@@ -123,10 +123,12 @@ def run(args: list[str], *, env: dict[str, str] | None = None) -> subprocess.Com
 def context_hash() -> str:
     """What the gateway image is built from: a new tag when any of it changes."""
     digest = hashlib.sha256()
-    files = [ROOT / "Dockerfile", ROOT / "requirements.txt", ROOT / "deploy/docker-entrypoint.sh"]
-    files += sorted(
-        p for p in (ROOT / "app").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    )
+    files = [ROOT / name for name in ("Dockerfile", "requirements.txt", "dify_workflow.yml")]
+    files.append(ROOT / "deploy/docker-entrypoint.sh")
+    for folder in ("app", "dify"):
+        files += sorted(
+            p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]

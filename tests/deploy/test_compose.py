@@ -96,8 +96,6 @@ def stack(
         "VGW_SEEDANCE__API_KEY": ARK_KEY,
         "ARK_API_KEY": ARK_KEY,
         "ARK_RUNNING_S": "4",
-        # A dead gateway's tasks are taken over once their lease runs out.
-        "VGW_QUEUE__LEASE_S": "3",
         "DIFY_NETWORK": dify_network,
     }
     env_file = tmp_path / "stack.env"
