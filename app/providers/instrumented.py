@@ -10,8 +10,9 @@ job is a successful call: failed jobs show in ``vgw_tasks_finished_total``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -103,6 +104,17 @@ class InstrumentedProvider:
             self._metrics.provider_seconds.labels(self.name, "download").observe(
                 time.perf_counter() - started
             )
+
+    async def find_job(
+        self,
+        request: GenerationRequest,
+        *,
+        since: dt.datetime,
+        is_known: Callable[[str], Awaitable[bool]],
+    ) -> str | None:
+        return await self._observe(
+            "find_job", self._inner.find_job(request, since=since, is_known=is_known)
+        )
 
     async def resume(self, provider_task_id: str, request: GenerationRequest) -> None:
         await self._observe("resume", self._inner.resume(provider_task_id, request))
