@@ -74,6 +74,7 @@ def test_the_example_configuration_loads_in_the_gateway() -> None:
         "VGW_AUTH__VALID_TOKENS"
     ].split(",")
     assert settings.server.public_base_url == values["PUBLIC_BASE_URL"]
+    assert settings.limits.storage == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0"
 
 
 def test_required_secrets_are_required() -> None:
