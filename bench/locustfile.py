@@ -35,7 +35,11 @@ class VideoUser(HttpUser):
 
     @task(4)
     def create_and_wait(self) -> None:
-        body = {"prompt": PROMPTS[uuid.uuid4().int % len(PROMPTS)], "duration_ms": 5000}
+        # A new idea every time: identical requests would be answered from the result cache.
+        body = {
+            "prompt": f"{PROMPTS[uuid.uuid4().int % len(PROMPTS)]} (take {uuid.uuid4().hex[:8]})",
+            "duration_ms": 5000,
+        }
         with self.client.post(
             "/v1/tasks",
             json=body,
