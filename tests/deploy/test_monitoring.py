@@ -96,7 +96,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.promtool
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
-    assert "8 rules found" in promtool("check", "rules", str(ALERTS)).stdout
+    assert "9 rules found" in promtool("check", "rules", str(ALERTS)).stdout
     assert "SUCCESS" in promtool("test", "rules", str(HERE / "alerts_test.yml")).stdout
 
 
