@@ -47,7 +47,7 @@ from app.metrics import Metrics
 from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
-from app.providers.instrumented import InstrumentedProvider
+from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
 from app.storage.registry import StorageDeps, build_storage
@@ -169,7 +169,7 @@ def create_app(
                 settings,
                 ProviderDeps(http=http, data_dir=settings.data_dir, public_base_url=base_url),
                 extra=extra_providers,
-            ).wrapped(lambda provider: InstrumentedProvider(provider, metrics))
+            ).wrapped(lambda provider: instrument(provider, metrics))
             stack.push_async_callback(providers.aclose)
             prompts = PromptService.from_settings(settings)
             stack.push_async_callback(prompts.aclose)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import __version__
 from app.errors import ProviderAuthError
+from app.metrics import Metrics
+from app.providers.base import JobStatus, LastFrameSource
+from app.providers.instrumented import instrument
 from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.fakes import ControlledProvider
 
@@ -125,3 +129,15 @@ def test_unknown_paths_share_one_label(gateway: LiveGateway) -> None:
         value(samples, "vgw_http_requests_total", method="GET", route="unmatched", status="404")
         == 3
     )
+
+
+def test_instrumented_providers_keep_their_optional_capabilities() -> None:
+    """The pipeline asks for the last frame with isinstance: the wrapper keeps it as it is."""
+
+    class WithLastFrame(ControlledProvider):
+        def open_last_frame(self, provider_task_id: str, status: JobStatus) -> Any:
+            raise NotImplementedError
+
+    metrics = Metrics()
+    assert isinstance(instrument(WithLastFrame(), metrics), LastFrameSource)
+    assert not isinstance(instrument(ControlledProvider(), metrics), LastFrameSource)

@@ -1,7 +1,9 @@
 """Metrics around a provider: every call's outcome and duration, and the video bytes relayed.
 
 A wrapper, so that the adapters stay translations of their vendor's protocol and the pipeline
-stays the one place where a task moves forward. ``outcome`` is ``ok`` or the ``AppError`` code
+stays the one place where a task moves forward. :func:`instrument` picks the wrapper that offers
+exactly the optional capabilities (``LastFrameSource``) of the provider it wraps, since the
+pipeline asks for those with ``isinstance``. ``outcome`` is ``ok`` or the ``AppError`` code
 the adapter raised (``provider_error``, ``provider_auth``, ``content_rejected``, …); an
 exception that is not an ``AppError`` counts as ``internal_error``. A poll that reports a failed
 job is a successful call: failed jobs show in ``vgw_tasks_finished_total``.
@@ -18,7 +20,13 @@ from typing import Any, TypeVar
 
 from app.errors import AppError
 from app.metrics import Metrics
-from app.providers.base import GenerationRequest, JobStatus, VideoProvider, VideoStream
+from app.providers.base import (
+    GenerationRequest,
+    JobStatus,
+    LastFrameSource,
+    VideoProvider,
+    VideoStream,
+)
 
 T = TypeVar("T")
 
@@ -127,3 +135,35 @@ class InstrumentedProvider:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class InstrumentedLastFrameProvider(InstrumentedProvider):
+    """For providers that hand back a job's last frame: that download is counted too."""
+
+    def open_last_frame(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AbstractAsyncContextManager[VideoStream]:
+        return self._open_last_frame(provider_task_id, status)
+
+    @contextlib.asynccontextmanager
+    async def _open_last_frame(
+        self, provider_task_id: str, status: JobStatus
+    ) -> AsyncIterator[VideoStream]:
+        inner = self._inner
+        assert isinstance(inner, LastFrameSource)
+        error: BaseException | None = None
+        try:
+            async with inner.open_last_frame(provider_task_id, status) as stream:
+                yield stream
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self._metrics.provider_calls.labels(self.name, "last_frame", outcome_of(error)).inc()
+
+
+def instrument(provider: VideoProvider, metrics: Metrics) -> VideoProvider:
+    """``provider`` reporting to ``metrics``, with the same optional capabilities."""
+    if isinstance(provider, LastFrameSource):
+        return InstrumentedLastFrameProvider(provider, metrics)
+    return InstrumentedProvider(provider, metrics)
