@@ -66,15 +66,17 @@ browser:
 cjk-font:
 	scripts/ensure-cjk-font
 
-# The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py), and
-# the Dify plugin in its own environment (tests/dify/test_plugin.py).
 # newman runs the Postman collection (tests/postman), pinned by postman/package-lock.json.
 postman/node_modules/.installed: postman/package.json postman/package-lock.json
 	npm ci --prefix postman --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The gateway suite drives a real worker process too (tests/providers/test_cogvideox.py), the
+# Dify plugin in its own environment (tests/dify/test_plugin.py), and tests/deploy builds and
+# runs the Docker image and deploy/compose.yaml (the engine: .ci/run; promtool: test-tools).
 test-gateway: $(VENV)/.dev .venv-dify/.installed .venv-worker/.installed .venv-plugin/.installed \
 		browser cjk-font postman/node_modules/.installed
+	scripts/test-tools
 	$(VENV)/bin/python -m pytest tests -q
 
 test-worker: .venv-worker/.installed

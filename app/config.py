@@ -194,6 +194,9 @@ class OssSettings(Section):
 
 class S3Settings(Section):
     endpoint_url: str | None = None
+    # Where clients reach the store when that differs from endpoint_url (a store inside a
+    # Compose network behind a proxy): presigned URLs are signed for this origin.
+    public_endpoint_url: str | None = None
     region: str | None = None
     bucket: str | None = None
     access_key: SecretStr | None = None

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.middleware import BaseUrlMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
     admin,
@@ -46,7 +47,9 @@ from app.metrics import Metrics
 from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
+from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
+from app.storage.instrumented import InstrumentedStorage
 from app.storage.registry import StorageDeps, build_storage
 from app.tasks.leases import Leases, instance_locks_for, new_instance_id
 from app.tasks.models import Task
@@ -100,10 +103,21 @@ def url_policy(settings: Settings) -> UrlPolicy:
     return UrlPolicy.from_allowlist(settings.security.private_url_allowlist)
 
 
+async def _count_tasks(store: TaskStore, metrics: Metrics) -> None:
+    counts = await store.count_unfinished()
+    for status in ("queued", "running"):
+        metrics.tasks.labels(status).set(counts.get(status, 0))
+
+
+async def _count_webhooks(outbox: WebhookOutbox, metrics: Metrics) -> None:
+    metrics.webhook_backlog.set(await outbox.backlog())
+
+
 def create_app(
     settings: Settings, *, extra_providers: Mapping[str, VideoProvider] | None = None
 ) -> FastAPI:
     """Build the gateway. ``extra_providers`` adds ready-made providers (tests, benchmarks)."""
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,12 +169,12 @@ def create_app(
                 settings,
                 ProviderDeps(http=http, data_dir=settings.data_dir, public_base_url=base_url),
                 extra=extra_providers,
-            )
+            ).wrapped(lambda provider: instrument(provider, metrics))
             stack.push_async_callback(providers.aclose)
             prompts = PromptService.from_settings(settings)
             stack.push_async_callback(prompts.aclose)
-            metrics = Metrics()
             metrics.watch_breakers(providers.breakers)
+            observed_storage = InstrumentedStorage(storage, metrics)
             changes: Signals[Task] = Signals()
             nudges: Signals[None] = Signals()
             instance_id = new_instance_id()
@@ -201,7 +215,7 @@ def create_app(
                 settings=settings,
                 store=store,
                 providers=providers,
-                storage=storage,
+                storage=observed_storage,
                 prompts=prompts,
                 changes=changes,
                 nudges=nudges,
@@ -215,7 +229,7 @@ def create_app(
                 settings=settings,
                 store=store,
                 runner=runner,
-                storage=storage,
+                storage=observed_storage,
                 providers=providers,
                 prompts=prompts,
                 changes=changes,
@@ -244,7 +258,9 @@ def create_app(
             app.state.prompts = prompts
             app.state.runner = runner
             app.state.tasks = service
-            app.state.metrics = metrics
+            metrics.tasks_active.set_function(lambda: runner.active)
+            metrics.on_scrape(lambda: _count_tasks(store, metrics))
+            metrics.on_scrape(lambda: _count_webhooks(webhooks, metrics))
             app.state.http = http
             app.state.webhooks = webhooks
             webhooks.start()
@@ -252,7 +268,7 @@ def create_app(
             default = providers.get(providers.default)
             checks = {
                 "store": store.check,
-                "storage": storage.check,
+                "storage": observed_storage.check,
                 f"provider:{default.name}": default.check,
             }
             if settings.limits.storage != "memory":
@@ -278,6 +294,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -289,6 +306,7 @@ def create_app(
         resolver = BaseUrlResolver(settings.server.trusted_proxies)
         app.add_middleware(BaseUrlMiddleware, resolver=resolver)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
         admin, videos_openai, batches,

@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8100)
     serve.add_argument(
         "--token",
-        default=os.environ.get("WORKER_TOKEN"),
+        # Blank means unset, as Compose passes an empty ${WORKER_TOKEN:-}.
+        default=os.environ.get("WORKER_TOKEN") or None,
         help="bearer token (default: $WORKER_TOKEN; none: no auth)",
     )
     serve.add_argument("--output-dir", type=Path, default=Path("data/worker/videos"))

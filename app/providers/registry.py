@@ -8,7 +8,7 @@ Each provider class offers ``from_settings(settings, deps) -> provider | None``;
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +102,11 @@ class ProviderRegistry:
             open_s=settings.providers.breaker_open_s,
         )
         return cls(providers, default=default, breakers=breakers)
+
+    def wrapped(self, wrap: Callable[[VideoProvider], VideoProvider]) -> ProviderRegistry:
+        """The same providers, each passed through ``wrap`` (e.g. to add metrics)."""
+        providers = {name: wrap(provider) for name, provider in self._providers.items()}
+        return ProviderRegistry(providers, default=self.default, breakers=self.breakers)
 
     def get(self, name: str) -> VideoProvider:
         try:

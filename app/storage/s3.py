@@ -8,7 +8,9 @@ requires equal parts), at most ``max_concurrency`` are in flight, the upload is 
 failure, and the stored size is checked with a HEAD afterwards.
 
 URLs are presigned GETs (at most 7 days, SigV4's limit); with ``[storage] public = true`` the
-plain object URL, or ``{custom_domain}/{key}``.
+plain object URL, or ``{custom_domain}/{key}``. With ``[s3] public_endpoint_url`` (clients reach
+the store at another address than the gateway does, e.g. through a reverse proxy that keeps the
+Host header) URLs are signed for, and point at, that address.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class S3Storage:
         access_key: str,
         secret_key: str,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str = "us-east-1",
         addressing_style: Literal["auto", "path", "virtual"] = "auto",
         checksum: Literal["when_required", "when_supported"] = "when_required",
@@ -86,6 +89,7 @@ class S3Storage:
             raise ConfigError("[s3] part_size_mb: S3 parts must be at least 5 MiB")
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        self.public_endpoint_url = public_endpoint_url
         self.region = region
         self.addressing_style = addressing_style
         self.public = public
@@ -111,6 +115,12 @@ class S3Storage:
             region_name=region,
         )
         self._client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        # Presigning is local: a second client only so the URLs carry the public origin.
+        self._presigner: S3Client = (
+            session.client("s3", endpoint_url=public_endpoint_url, config=config)
+            if public_endpoint_url
+            else self._client
+        )
         self._executor = new_executor("s3", max_concurrency)
 
     @classmethod
@@ -127,6 +137,11 @@ class S3Storage:
         endpoint_url = (
             normalize_origin(s3.endpoint_url, key="[s3] endpoint_url") if s3.endpoint_url else None
         )
+        public_endpoint_url = (
+            normalize_origin(s3.public_endpoint_url, key="[s3] public_endpoint_url")
+            if s3.public_endpoint_url
+            else None
+        )
         custom_domain = (
             normalize_origin(storage.custom_domain, key="[storage] custom_domain")
             if storage.custom_domain
@@ -138,6 +153,7 @@ class S3Storage:
             access_key=s3.access_key.get_secret_value(),
             secret_key=s3.secret_key.get_secret_value(),
             endpoint_url=endpoint_url,
+            public_endpoint_url=public_endpoint_url,
             region=s3.region or "us-east-1",
             addressing_style=s3.addressing_style,
             checksum=s3.checksum,
@@ -185,7 +201,7 @@ class S3Storage:
         if self.public:
             return f"{self.public_base()}/{quote(key, safe='/')}"
         # Presigning is a local HMAC (no I/O), cheap enough to run on the loop.
-        url: str = self._client.generate_presigned_url(
+        url: str = self._presigner.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=max(1, min(expires_s, MAX_PRESIGNED_S)),
@@ -221,18 +237,21 @@ class S3Storage:
     async def aclose(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._client.close()
+        if self._presigner is not self._client:
+            self._presigner.close()
 
     # -- helpers ------------------------------------------------------------------------------
     def public_base(self) -> str:
         """The unsigned URL prefix of this bucket's objects."""
         if self.custom_domain:
             return self.custom_domain
-        if self.endpoint_url is None:
+        endpoint = self.public_endpoint_url or self.endpoint_url
+        if endpoint is None:
             return f"https://{self.bucket}.s3.{self.region}.amazonaws.com"
         if self.addressing_style == "virtual":
-            parts = urlsplit(self.endpoint_url)
+            parts = urlsplit(endpoint)
             return f"{parts.scheme}://{self.bucket}.{parts.netloc}"
-        return f"{self.endpoint_url}/{self.bucket}"
+        return f"{endpoint}/{self.bucket}"
 
     @property
     def _where(self) -> str:

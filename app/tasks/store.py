@@ -388,6 +388,18 @@ class TaskStore:
 
         return await self.run(select)
 
+    async def count_unfinished(self) -> dict[str, int]:
+        """Unfinished tasks by status, over every process sharing the store (for metrics)."""
+
+        def count() -> dict[str, int]:
+            query = (
+                sa.select(_COLUMNS.status, sa.func.count()).where(_LIVE).group_by(_COLUMNS.status)
+            )
+            with self.engine.connect() as conn:
+                return {str(status): int(n) for status, n in conn.execute(query)}
+
+        return await self.run(count)
+
     # -- writing ------------------------------------------------------------------------------
 
     async def update(

@@ -642,6 +642,16 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             del state.tasks[task_id]
         return JSONResponse({})
 
+    @app.get("/_emulator/jobs")
+    async def jobs() -> Response:
+        """Not Ark's: every job this emulator accepted, for tests that count provider jobs."""
+        with state.lock:
+            items = [
+                {"id": task.id, "prompt": task.prompt, "status": status_of(task)}
+                for task in state.tasks.values()
+            ]
+            return JSONResponse({"creates": state.creates, "jobs": items})
+
     @app.get("/videos/{name}")
     async def video(name: str, request: Request) -> Response:
         return await state.videos.serve(request)

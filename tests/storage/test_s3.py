@@ -73,6 +73,26 @@ async def test_presigned_url_tampering_is_refused(seaweed: SeaweedServer, tmp_pa
     await storage.aclose()
 
 
+async def test_presigned_urls_are_signed_for_the_public_endpoint(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A store behind a proxy that keeps the Host header (deploy/nginx/gateway.conf)."""
+    public = "http://media.example.test:8000"
+    storage = make(seaweed, tmp_path, s3={"public_endpoint_url": public + "/"})
+    key = new_object_key()
+    await storage.put(key, stream(b"proxied video"))
+    url = await storage.url(key, expires_s=120)
+    assert url.startswith(f"{public}/{S3_BUCKET}/{key}?")
+    # What the proxy does: the same path and query to the store, with the client's Host header.
+    direct = seaweed.endpoint + url.removeprefix(public)
+    async with httpx.AsyncClient() as http:
+        response = await http.get(direct, headers={"Host": "media.example.test:8000"})
+        assert response.status_code == 200 and response.content == b"proxied video"
+        # The signature covers the host: the same URL asked for under another name is refused.
+        assert (await http.get(direct)).status_code == 403
+    await storage.aclose()
+
+
 async def test_presigned_expiry_is_capped_at_seven_days(
     seaweed: SeaweedServer, tmp_path: Path
 ) -> None:
@@ -129,6 +149,15 @@ def test_missing_keys_are_named(tmp_path: Path) -> None:
             {"endpoint_url": "http://127.0.0.1:9000", "addressing_style": "path"},
             {},
             "http://127.0.0.1:9000/clips",
+        ),
+        (
+            {
+                "endpoint_url": "http://seaweedfs:8333",
+                "public_endpoint_url": "https://videos.example.com",
+                "addressing_style": "path",
+            },
+            {},
+            "https://videos.example.com/clips",
         ),
         (
             {"endpoint_url": "https://acc.r2.cloudflarestorage.com"},

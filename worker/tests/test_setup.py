@@ -111,3 +111,15 @@ def test_health_is_open_but_the_api_is_not(missing_model_worker: WorkerProcess) 
     with httpx.Client(base_url=missing_model_worker.base_url) as anonymous:
         assert anonymous.get("/health").status_code == 200
         assert anonymous.get("/api/v1/status/x").status_code == 401
+
+
+@pytest.mark.parametrize(("env", "expected"), [("", None), ("s3cret-token", "s3cret-token")])
+def test_a_blank_worker_token_means_no_auth(
+    monkeypatch: pytest.MonkeyPatch, env: str, expected: str | None
+) -> None:
+    # Compose passes WORKER_TOKEN="" when deploy/.env leaves it empty.
+    from worker.__main__ import _parser
+
+    monkeypatch.setenv("WORKER_TOKEN", env)
+    args = _parser().parse_args(["serve", "--model-path", "/models/x"])
+    assert args.token == expected

@@ -106,6 +106,6 @@ async def readyz(request: Request, principal: OptionalPrincipalDep) -> JSONRespo
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, _: AdminDep) -> Response:
     """Prometheus metrics (admin tokens)."""
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    metrics = request.app.state.metrics
+    await metrics.refresh()
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
