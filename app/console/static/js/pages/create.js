@@ -268,7 +268,9 @@ export function render(main, { state, signal }) {
       state.current = task.id;
       follow(task);
     } catch (exc) {
-      if (exc.name !== "AbortError") showError(describe(exc));
+      if (exc.name === "AbortError") return;
+      showError(exc.status === 413 && body.image_url?.startsWith("data:")
+        ? t("create.image.body_limit", { message: exc.message }) : describe(exc));
     } finally {
       generate.disabled = false;
     }
@@ -349,7 +351,7 @@ export function progressView(task, onCancel, { heading = true } = {}) {
     }
     if (next.progress_estimated) notes.push(t("task.estimated"));
     extra.textContent = notes.join(" · ");
-    cancel.hidden = TERMINAL.has(next.status);
+    cancel.hidden = !onCancel || TERMINAL.has(next.status);
     // Once: every read signs the URL afresh, and a new src would restart the video.
     if (next.status === "succeeded" && next.video_url && shown !== next.id) {
       shown = next.id;
