@@ -288,7 +288,7 @@ def test_chinese_ui_at_phone_width(
 
     page.get_by_role("link", name="运维").click()
     page.get_by_text("就绪", exact=True).wait_for()
-    page.get_by_text("托管令牌").wait_for()  # the admin parts: the test token is an admin
+    page.get_by_role("heading", name="托管令牌").wait_for()  # the admin parts: an admin token
     page.get_by_test_id("stat-queued").wait_for()  # the counts arrived
     fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert fits is True

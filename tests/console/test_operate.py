@@ -126,6 +126,10 @@ def test_operate_tokens_health_and_failures_as_admin_and_as_a_tenant(
         asked: list[str] = []
         viewer.on("request", lambda r: asked.append(r.url))
         sign_in(viewer, gateway.base_url, second)
+        # Create offers only the providers this token may use.
+        choices = viewer.get_by_label("Provider", exact=True).locator("option")
+        expect(choices).to_have_count(2)
+        assert choices.all_inner_texts() == ["Automatic (routing rules)", "preview (default)"]
         viewer.get_by_role("link", name="Operate").click()
         expect(viewer.get_by_test_id("operate-me")).to_contain_text("team-b")
         expect(viewer.get_by_test_id("operate-me")).to_contain_text("1 today")
@@ -143,7 +147,17 @@ def test_operate_tokens_health_and_failures_as_admin_and_as_a_tenant(
         assert not [url for url in asked if "/v1/admin/" in url or url.endswith("/metrics")]
         assert viewer.errors == []  # type: ignore[attr-defined]
 
-        # Revoke: the row says so, and the token stops working.
+        # A name taken is the gateway's 409, shown as such.
+        tokens.get_by_label("Name").fill("team-b")
+        tokens.get_by_role("button", name="Create token").click()
+        expect(tokens.get_by_test_id("error-message")).to_contain_text("409 conflict")
+
+        # Revoke: Escape leaves the dialog without doing anything; confirmed, the row says so
+        # and the token stops working.
+        row.get_by_role("button", name="Revoke").click()
+        page.keyboard.press("Escape")
+        expect(page.locator("dialog")).to_have_count(0)
+        assert gateway.client.get("/v1/admin/tokens/team-b").json()["status"] == "active"
         row.get_by_role("button", name="Revoke").click()
         page.get_by_test_id("dialog-confirm").click()
         expect(row.get_by_test_id("token-revoked")).to_be_visible()

@@ -215,8 +215,10 @@ export function render(main, { state, signal }) {
     fill(style, catalog.styles || [], draft.style, (p) => p.name);
     fill(platform, platforms, draft.platform, (p) => p.name);
   }).catch((exc) => showError(describe(exc)));
-  state.once("v1/providers").then((list) => {
-    fill(provider, list.data || [], draft.provider,
+  // The configured providers this token may use (a managed token may be limited to some).
+  Promise.all([state.once("v1/providers"), state.once("v1/me").catch(() => ({}))]).then(([list, me]) => {
+    const allowed = Array.isArray(me.providers) ? new Set(me.providers) : null;
+    fill(provider, (list.data || []).filter((p) => !allowed || allowed.has(p.name)), draft.provider,
       (p) => (p.default ? `${p.name} (${t("create.provider.default")})` : p.name));
   }).catch(() => {
     // An older gateway without /v1/providers: the field stays on automatic routing.

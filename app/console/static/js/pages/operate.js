@@ -238,7 +238,7 @@ function drawFailures(el, failures) {
 // --- managed tokens ---------------------------------------------------------------------------
 
 function tokenManager(el, { signal, providers }) {
-  const note = h("p", { class: "alert error", role: "alert", hidden: true });
+  const note = h("p", { class: "alert error", role: "alert", testid: "error-message", hidden: true });
   const issued = h("div", { class: "alert ok issued", role: "status", testid: "new-token", hidden: true });
   const body = h("tbody");
   const table = h("table", { class: "compact tokens stack" },

@@ -135,6 +135,7 @@ function renderTimeline(el, task) {
     : task.status === "running" ? Math.max(1, STEPS.indexOf(task.stage))
       : STEPS.length - 1;
   let missing = false;
+  const start = new Date(task.created_at);
   replace(el, STEPS.map((step, index) => {
     if (step === "downloading" && !times.downloading && task.stage !== "downloading") return null;
     let state = index < reached ? "past" : index === reached ? "current" : "future";
@@ -153,10 +154,13 @@ function renderTimeline(el, task) {
     return h("li", { class: `step ${state} ${step === "done" ? `end-${task.status}` : ""}`, dataset: { step } },
       h("span", { class: "dot", "aria-hidden": "true" }),
       h("span", { class: "step-label" }, label),
-      h("time", { class: "muted small", datetime: at ? new Date(at).toISOString() : null },
-        at ? formatDateTime(at) : state === "past" ? "—" : state === "skipped" ? t("task.skipped") : ""));
+      // The first step says when; the others how long after it (the full time on hover).
+      h("time", {
+        class: "muted small", datetime: at ? new Date(at).toISOString() : null,
+        title: at ? formatDateTime(at) : null,
+      }, at ? (step === "queued" ? formatDateTime(at) : `+${formatDuration(new Date(at) - start)}`)
+        : state === "past" ? "—" : state === "skipped" ? t("task.skipped") : ""));
   }));
-  const start = new Date(task.created_at);
   const end = TERMINAL.has(task.status) ? new Date(times.done) : new Date();
   el.append(h("li", { class: "summary muted small" },
     t("task.elapsed", { d: formatDuration(end - start) }),
