@@ -30,6 +30,11 @@ def finished(client: httpx.Client, task_id: str) -> dict[str, Any]:
     raise AssertionError(f"{task_id} never ended")
 
 
+def has_event_stream(client: httpx.Client, task_id: str) -> bool:
+    with client.stream("GET", f"/v1/tasks/{task_id}/events") as response:
+        return response.status_code != 404
+
+
 def issued_token(page: Page) -> str:
     shown = page.get_by_test_id("new-token-value")
     shown.wait_for()
@@ -220,6 +225,15 @@ def test_tasks_by_batch_reuse_and_every_tenant(
         page.goto(f"{gateway.base_url}/#/tasks/{reused['id']}")
         page.get_by_test_id("cached-from").click()
         expect(page.locator("h1 code")).to_have_text(original["id"])
+        # This tab never watched that task: its stage times come from the gateway's event
+        # history where the gateway keeps one, else they are unknown (and the page says so).
+        page.locator(".timeline[data-complete]").wait_for()
+        generating = page.locator('.timeline [data-step="generating"] time').inner_text()
+        if has_event_stream(gateway.client, original["id"]):
+            assert generating.startswith("+") and generating.endswith(" s")
+        else:
+            assert generating == "—"
+            expect(page.locator(".timeline .summary")).to_contain_text("24 hours")
 
         # Every tenant's tasks, for an admin: another tenant's task opens read-only.
         page.goto(f"{gateway.base_url}/#/tasks")

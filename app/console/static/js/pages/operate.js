@@ -18,7 +18,7 @@ export function render(main, { state, signal }) {
     me: h("div"), providers: h("div"), ready: h("div"),
     now: h("div"), window: h("div"), failures: h("div"), tokens: h("div"),
   };
-  const hours = h("select", { name: "hours", "aria-label": t("operate.window") },
+  const hours = h("select", { name: "hours" },
     WINDOWS.map((n) => h("option", { value: n, selected: n === (state.statsHours || 24) },
       t(`operate.window.${n}`))));
   const admin = h("div", { class: "operate-grid", testid: "admin-sections", hidden: true },
@@ -76,9 +76,12 @@ export function render(main, { state, signal }) {
       .catch((exc) => [el.now, el.window, el.failures].forEach((target) => failed(target)(exc)));
   }
 
+  const reload = () => load().catch((exc) => {
+    if (exc.name !== "AbortError") throw exc;
+  });
   hours.addEventListener("change", loadStats);
-  refresh.addEventListener("click", () => load());
-  load();
+  refresh.addEventListener("click", reload);
+  reload();
 }
 
 function card(title, body, { hint, wide, testid, tools } = {}) {

@@ -107,7 +107,10 @@ export function render(main, { params, state, signal, navigate }) {
       // The stream replays the task's stored events first: the timeline's times.
       return watchTask(taskId, {
         initial: task, signal, onUpdate: show, history: true, owner: foreign ? "all" : undefined,
-      }).then((final) => show(final));
+      }).then((final) => {
+        show(final);
+        timeline.dataset.complete = "true"; // the history, if any, has been read
+      });
     })
     .catch((exc) => {
       if (exc.name !== "AbortError") showError(describe(exc));
