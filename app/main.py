@@ -21,6 +21,7 @@ from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.middleware import BaseUrlMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.routes import (
     admin,
+    admin_stats,
     batches,
     callbacks,
     console,
@@ -29,6 +30,7 @@ from app.api.routes import (
     files,
     health,
     mcp,
+    me,
     prompts,
     providers,
     tasks,
@@ -309,7 +311,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     routers = (
         health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
-        admin, videos_openai, batches,
+        admin, videos_openai, batches, admin_stats, me,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

@@ -333,12 +333,16 @@ class TokenService:
 
     async def usage(self, record: TokenRecord) -> dict[str, int] | None:
         """Queued + running tasks and tasks created today (UTC, cache hits not counted)."""
+        return await self.usage_of(record.tenant_id)
+
+    async def usage_of(self, tenant_id: str) -> dict[str, int] | None:
+        """:meth:`usage` by tenant id (also for ``[auth] valid_tokens``, which have no record)."""
         if self._counts is None:
             return None
         today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         return {
-            "active_tasks": await self._counts.count_for(record.tenant_id, active=True),
-            "tasks_today": await self._counts.count_for(record.tenant_id, since=today),
+            "active_tasks": await self._counts.count_for(tenant_id, active=True),
+            "tasks_today": await self._counts.count_for(tenant_id, since=today),
         }
 
     async def create(

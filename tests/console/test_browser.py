@@ -8,58 +8,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from app.api.deps import PrincipalDep, TasksDep
 from tests.conftest import GatewayFactory, LiveGateway
+from tests.console.conftest import open_page, sign_in, until
 from tests.fakes import ControlledProvider
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own download is not reachable
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-WAIT_MS = 60_000  # an upper bound for slow shared machines, never a timing assertion
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-def open_page(browser: Browser, *, locale: str = "en-US", width: int = 1280) -> Page:
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale)
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
-
-
-def sign_in(page: Page, base_url: str, token: str) -> None:
-    page.goto(f"{base_url}/")
-    page.get_by_test_id("token-input").fill(token)
-    page.get_by_test_id("token-submit").click()
-    page.locator("header nav").wait_for()
 
 
 def create(page: Page, prompt: str, *, seconds: str = "2", fps: str = "8") -> str:
@@ -72,18 +35,6 @@ def create(page: Page, prompt: str, *, seconds: str = "2", fps: str = "8") -> st
     link = page.locator(".result h2 a")
     link.wait_for()
     return str(link.get_attribute("href")).rsplit("/", 1)[1]
-
-
-def until(page: Page, expression: str, *, rounds: int = 600) -> None:
-    """Poll ``expression`` in the page, 100 ms apart and bounded, until it is true.
-
-    (``wait_for_function`` evaluates strings, which the console's CSP rightly forbids.)
-    """
-    for _ in range(rounds):
-        if page.evaluate(expression):
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError(f"never true in the page: {expression}")
 
 
 def has_event_stream(client: httpx.Client, task_id: str) -> bool:
@@ -292,6 +243,18 @@ def test_snippets_run_as_written(
     assert python.returncode == 0, python.stderr
     assert httpx.get(python.stdout.strip()).content[4:8] == b"ftyp"
 
+    # The openai SDK snippet, against the gateway's /v1/videos: it saves the video it made.
+    openai = subprocess.run(
+        [sys.executable, "-c", snippet(page, "python-openai")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert openai.returncode == 0, openai.stderr
+    assert openai.stdout.split() == ["completed", "100"]
+    assert (tmp_path / "video.mp4").read_bytes()[4:8] == b"ftyp"
+
     # The Dify file links carry the URL typed into the page, never the token.
     page.get_by_test_id("dify-base-url").fill("http://host.docker.internal:8000")
     href = page.locator('a[data-workflow="dify_workflow.yml"]').get_attribute("href")
@@ -325,6 +288,10 @@ def test_chinese_ui_at_phone_width(
 
     page.get_by_role("link", name="运维").click()
     page.get_by_text("就绪", exact=True).wait_for()
+    page.get_by_role("heading", name="托管令牌").wait_for()  # the admin parts: an admin token
+    page.get_by_test_id("stat-queued").wait_for()  # the counts arrived
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert fits is True
     page.screenshot(path=tmp_path / "zh-operate-phone.png", full_page=True)
 
     page.get_by_test_id("lang-toggle").click()

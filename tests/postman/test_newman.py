@@ -26,6 +26,7 @@ def test_the_collection_covers_every_folder_with_assertions() -> None:
         "Prompts: /v1/prompts",
         "Batches: /v1/batches",
         "OpenAI-compatible: /v1/videos",
+        "Token and admin: /v1/me, /v1/admin",
         "Errors",
     ]
     for name, requests in folders.items():

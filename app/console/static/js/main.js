@@ -116,9 +116,10 @@ function signIn() {
         submit.disabled = true;
         error.hidden = true;
         try {
-          // Any authenticated read proves the token; the task list is the cheapest.
-          await api("v1/tasks", { query: { limit: 1 }, headers: { Authorization: `Bearer ${value}` } });
+          // Who the token is (and whether it is an admin): kept for this session.
+          const me = await api("v1/me", { headers: { Authorization: `Bearer ${value}` } });
           token.set(value);
+          state.cache.set("v1/me", Promise.resolve(me));
           render({ focus: true });
         } catch (exc) {
           error.textContent = exc instanceof ApiError && [401, 403].includes(exc.status)

@@ -215,8 +215,10 @@ export function render(main, { state, signal }) {
     fill(style, catalog.styles || [], draft.style, (p) => p.name);
     fill(platform, platforms, draft.platform, (p) => p.name);
   }).catch((exc) => showError(describe(exc)));
-  state.once("v1/providers").then((list) => {
-    fill(provider, list.data || [], draft.provider,
+  // The configured providers this token may use (a managed token may be limited to some).
+  Promise.all([state.once("v1/providers"), state.once("v1/me").catch(() => ({}))]).then(([list, me]) => {
+    const allowed = Array.isArray(me.providers) ? new Set(me.providers) : null;
+    fill(provider, (list.data || []).filter((p) => !allowed || allowed.has(p.name)), draft.provider,
       (p) => (p.default ? `${p.name} (${t("create.provider.default")})` : p.name));
   }).catch(() => {
     // An older gateway without /v1/providers: the field stays on automatic routing.
@@ -268,7 +270,9 @@ export function render(main, { state, signal }) {
       state.current = task.id;
       follow(task);
     } catch (exc) {
-      if (exc.name !== "AbortError") showError(describe(exc));
+      if (exc.name === "AbortError") return;
+      showError(exc.status === 413 && body.image_url?.startsWith("data:")
+        ? t("create.image.body_limit", { message: exc.message }) : describe(exc));
     } finally {
       generate.disabled = false;
     }
@@ -349,7 +353,7 @@ export function progressView(task, onCancel, { heading = true } = {}) {
     }
     if (next.progress_estimated) notes.push(t("task.estimated"));
     extra.textContent = notes.join(" · ");
-    cancel.hidden = TERMINAL.has(next.status);
+    cancel.hidden = !onCancel || TERMINAL.has(next.status);
     // Once: every read signs the URL afresh, and a new src would restart the video.
     if (next.status === "succeeded" && next.video_url && shown !== next.id) {
       shown = next.id;

@@ -28,16 +28,12 @@ export function render(main, { state, signal }) {
   };
   reveal.addEventListener("change", () => blocks.forEach((draw) => draw()));
 
-  const openaiNote = h("p", { class: "alert warn", hidden: true }, t("integrate.openai.missing"));
   let model = "preview";
   const openaiBlock = snippet("python-openai", (tok) => pythonOpenAI(base, tok, model));
   state.once("v1/providers").then((list) => {
     model = list.default || model;
     blocks.forEach((draw) => draw());
   }).catch(() => {});
-  api("v1/videos", { query: { limit: 1 }, signal }).catch((exc) => {
-    if (exc.status === 404) openaiNote.hidden = false;
-  });
 
   // The Dify files: the URL Dify's containers use may differ from the browser's.
   const difyBase = h("input", {
@@ -84,7 +80,7 @@ export function render(main, { state, signal }) {
       h("h3", {}, t("integrate.python.http")),
       snippet("python-http", (tok) => pythonHttp(base, tok)),
       h("h3", {}, t("integrate.python.openai")),
-      openaiNote,
+      h("p", { class: "muted" }, t("integrate.python.openai.hint")),
       openaiBlock),
     h("section", { class: "card" },
       h("h2", {}, "Dify"),

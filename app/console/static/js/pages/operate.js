@@ -1,60 +1,136 @@
-// Operate: readiness, providers (and their breakers where the gateway reports them), task
-// counts from /metrics, recent failures by error code, and managed tokens. Every section reads
-// a public endpoint and says plainly when this gateway (or this token) does not offer it.
+// Operate. For every token: who it is (GET /v1/me), provider health (GET /v1/providers'
+// circuits) and readiness. For admin tokens also: the breakers in detail (GET /readyz), task
+// counts, the queue and recent failures across every tenant and replica (GET /v1/admin/stats),
+// and managed tokens (/v1/admin/tokens: create, rotate with a grace period, revoke).
+// Whether the admin parts show is decided by /v1/me, never by trying and failing.
 
 import { api } from "../api.js";
-import { field, h, replace } from "../dom.js";
+import { copyButton, field, h, replace } from "../dom.js";
 import { formatDateTime, relativeTime, t } from "../i18n.js";
 import { describe } from "./create.js";
 
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const WINDOWS = [1, 24, 168];
+const GRACES = [0, 600, 3600, 86400, 7 * 86400];
+
 export function render(main, { state, signal }) {
-  const sections = {
-    ready: h("div"), providers: h("div"), counts: h("div"), failures: h("div"), tokens: h("div"),
+  const el = {
+    me: h("div"), providers: h("div"), ready: h("div"),
+    now: h("div"), window: h("div"), failures: h("div"), tokens: h("div"),
   };
+  const hours = h("select", { name: "hours" },
+    WINDOWS.map((n) => h("option", { value: n, selected: n === (state.statsHours || 24) },
+      t(`operate.window.${n}`))));
+  const admin = h("div", { class: "operate-grid", testid: "admin-sections", hidden: true },
+    card(t("operate.now"), el.now, { testid: "operate-now" }),
+    card(t("operate.counts"), el.window, {
+      testid: "operate-counts", tools: field(t("operate.window"), hours),
+    }),
+    card(t("operate.failures"), el.failures, {
+      testid: "operate-failures", hint: t("operate.failures.hint"), wide: true,
+    }),
+    card(t("operate.tokens"), el.tokens, { testid: "operate-tokens", wide: true }));
+  const refresh = h("button", { type: "button", class: "secondary" }, t("operate.refresh"));
   replace(main,
-    h("h1", {}, t("operate.title")),
+    h("div", { class: "row-between" }, h("h1", {}, t("operate.title")), refresh),
     h("div", { class: "operate-grid" },
-      card(t("operate.ready"), sections.ready),
-      card(t("operate.providers"), sections.providers),
-      card(t("operate.counts"), sections.counts, t("operate.counts.hint")),
-      card(t("operate.failures"), sections.failures, t("operate.failures.hint")),
-      card(t("operate.tokens"), sections.tokens, null, "wide")));
+      card(t("operate.me"), el.me, { testid: "operate-me" }),
+      card(t("operate.ready"), el.ready, { testid: "operate-ready" }),
+      card(t("operate.providers"), el.providers, { testid: "operate-providers", wide: true })),
+    admin);
 
-  const failed = (el) => (exc) => {
-    if (exc.name === "AbortError") return;
-    replace(el, h("p", { class: "muted" }, unavailable(exc)));
+  const failed = (target) => (exc) => {
+    if (exc.name !== "AbortError") replace(target, h("p", { class: "alert error", role: "alert" }, describe(exc)));
   };
 
-  api("readyz", { signal }).then((body) => drawReady(sections.ready, body, true)).catch((exc) => {
-    if (exc.status === 503) drawReady(sections.ready, { checks: exc.detail }, false);
-    else failed(sections.ready)(exc);
+  let tokens = null;
+  async function load() {
+    const [me, providers, ready] = await Promise.all([
+      api("v1/me", { signal }).catch((exc) => exc),
+      api("v1/providers", { signal }).catch((exc) => exc),
+      readiness(signal),
+    ]);
+    if (me instanceof Error) failed(el.me)(me);
+    else drawMe(el.me, me);
+    if (providers instanceof Error) failed(el.providers)(providers);
+    else drawProviders(el.providers, providers.data || [], ready.providers || null);
+    drawReady(el.ready, ready);
+    const isAdmin = !(me instanceof Error) && me.admin;
+    admin.hidden = !isAdmin;
+    if (!isAdmin) return;
+    loadStats();
+    tokens ||= tokenManager(el.tokens, {
+      signal, providers: providers instanceof Error ? [] : providers.data || [],
+    });
+    tokens.load();
+  }
+
+  function loadStats() {
+    state.statsHours = Number(hours.value);
+    api("v1/admin/stats", { query: { hours: hours.value }, signal })
+      .then((stats) => {
+        drawNow(el.now, stats.active);
+        drawWindow(el.window, stats);
+        drawFailures(el.failures, stats.failures);
+      })
+      .catch((exc) => [el.now, el.window, el.failures].forEach((target) => failed(target)(exc)));
+  }
+
+  const reload = () => load().catch((exc) => {
+    if (exc.name !== "AbortError") throw exc;
   });
-  state.once("v1/providers").then((list) => drawProviders(sections.providers, list))
-    .catch(failed(sections.providers));
-  api("metrics", { signal, as: "text" }).then((text) => drawCounts(sections.counts, parseMetrics(text)))
-    .catch(failed(sections.counts));
-  api("v1/tasks", { query: { status: "failed", limit: 100 }, signal })
-    .then((page) => drawFailures(sections.failures, page.data || []))
-    .catch(failed(sections.failures));
-  drawTokens(sections.tokens, signal);
+  hours.addEventListener("change", loadStats);
+  refresh.addEventListener("click", reload);
+  reload();
 }
 
-function card(title, body, hint, extra = "") {
-  return h("section", { class: `card ${extra}` }, h("h2", {}, title),
+function card(title, body, { hint, wide, testid, tools } = {}) {
+  return h("section", { class: `card ${wide ? "wide" : ""}`, testid },
+    h("div", { class: "row-between card-head" }, h("h2", {}, title), tools || null),
     hint ? h("p", { class: "muted small" }, hint) : null, body);
 }
 
-function unavailable(exc) {
-  if (exc.status === 404) return t("operate.missing");
-  if (exc.status === 403) return t("operate.admin_only");
-  return describe(exc);
+/** /readyz as a plain object, whether it answered 200 (ready) or 503 (not ready). */
+async function readiness(signal) {
+  try {
+    return { ok: true, ...(await api("readyz", { signal })) };
+  } catch (exc) {
+    if (exc.name === "AbortError") throw exc;
+    const checks = exc.status === 503 && exc.detail && typeof exc.detail === "object" ? exc.detail : null;
+    return { ok: false, checks, message: exc.message };
+  }
 }
 
-function drawReady(el, body, ok) {
-  const checks = body && typeof body.checks === "object" && body.checks ? body.checks : {};
+/** A token's limits in words; ``unset`` says what no limit at all means for this token. */
+function limitsText(limits, providers, unset = "limits.none") {
+  const parts = [
+    limits.requests_per_s != null
+      ? t("limits.rate", { n: limits.requests_per_s, burst: limits.burst ?? "—" }) : null,
+    limits.max_active_tasks != null ? t("limits.active", { n: limits.max_active_tasks }) : null,
+    limits.tasks_per_day != null ? t("limits.daily", { n: limits.tasks_per_day }) : null,
+    Array.isArray(providers) ? t("limits.providers", { list: providers.join(", ") }) : null,
+  ].filter(Boolean);
+  return parts.length ? parts.join(" · ") : t(unset);
+}
+
+function drawMe(el, me) {
+  const usage = me.usage || {};
+  replace(el, h("dl", { class: "kv" },
+    h("dt", {}, t("tokens.name")),
+    h("dd", {}, h("strong", {}, me.name),
+      me.admin ? h("span", { class: "chip status-queued" }, t("tokens.admin")) : null),
+    h("dt", {}, t("tokens.limits")), h("dd", {}, limitsText(me.limits || {}, me.providers)),
+    h("dt", {}, t("tokens.usage")),
+    h("dd", {}, t("tokens.usage.text", {
+      active: usage.active_tasks ?? "—", today: usage.tasks_today ?? "—",
+    }))));
+}
+
+function drawReady(el, ready) {
+  const checks = ready.checks && typeof ready.checks === "object" ? ready.checks : {};
   replace(el,
-    h("p", {}, h("span", { class: `chip ${ok ? "status-succeeded" : "status-failed"}` },
-      ok ? t("operate.ready.yes") : t("operate.ready.no"))),
+    h("p", {}, h("span", { class: `chip ${ready.ok ? "status-succeeded" : "status-failed"}` },
+      ready.ok ? t("operate.ready.yes") : t("operate.ready.no"))),
     Object.keys(checks).length
       ? h("table", { class: "compact" }, h("tbody", {}, Object.entries(checks).map(([name, result]) =>
         h("tr", {}, h("th", { scope: "row" }, name),
@@ -62,176 +138,284 @@ function drawReady(el, body, ok) {
       : h("p", { class: "muted small" }, t("operate.ready.no_details")));
 }
 
-function drawProviders(el, list) {
-  const rows = list.data || [];
-  replace(el, h("table", { class: "compact" },
-    h("thead", {}, h("tr", {}, [t("operate.provider"), t("operate.health"), t("operate.accepts")]
-      .map((label) => h("th", { scope: "col" }, label)))),
+/** Providers with their circuit; ``breakers`` (admins: /readyz) adds the breaker's detail. */
+function drawProviders(el, rows, breakers) {
+  const heads = [t("operate.provider"), t("operate.health"), t("operate.accepts")];
+  if (breakers) heads.push(t("operate.breaker"));
+  replace(el, h("table", { class: "compact stack" },
+    h("thead", {}, h("tr", {}, heads.map((label) => h("th", { scope: "col" }, label)))),
     h("tbody", {}, rows.map((p) => {
       const caps = p.capabilities || {};
-      // Breakers arrive with "Real time at scale": read whichever shape the gateway sends.
-      const breaker = p.breaker || p.health || null;
-      const stateWord = breaker ? (breaker.state || breaker.status || String(breaker)) : null;
-      return h("tr", {},
-        h("th", { scope: "row" }, p.name, p.default ? h("span", { class: "chip" }, t("create.provider.default")) : null),
-        h("td", {}, stateWord
-          ? h("span", { class: `chip breaker-${stateWord}` }, t(`breaker.${stateWord}`, {}, stateWord))
-          : h("span", { class: "muted" }, t("operate.health.unknown"))),
-        h("td", { class: "small" }, [
+      const detail = breakers?.[p.name];
+      const circuit = detail?.state || p.circuit || "closed";
+      return h("tr", { dataset: { provider: p.name } },
+        h("th", { scope: "row" }, p.name,
+          p.default ? h("span", { class: "chip" }, t("create.provider.default")) : null),
+        h("td", { "data-label": heads[1] }, h("span", { class: `chip breaker-${circuit}`, dataset: { circuit } },
+          t(`breaker.${circuit}`, {}, circuit))),
+        h("td", { class: "small", "data-label": heads[2] }, [
           caps.image_input ? t("operate.cap.image") : null,
           caps.last_frame ? t("operate.cap.last_frame") : null,
+          caps.reference_images ? t("operate.cap.references", { n: caps.reference_images }) : null,
           caps.negative_prompt ? t("operate.cap.negative") : null,
           (caps.aspect_ratios || []).join(" "),
-        ].filter(Boolean).join(" · ")));
+        ].filter(Boolean).join(" · ")),
+        breakers ? h("td", { class: "small", "data-label": heads[3] }, breakerText(detail)) : null);
     }))));
 }
 
-/** Prometheus text format → [{name, labels, value}] (enough of it for counters and gauges). */
-export function parseMetrics(text) {
-  const samples = [];
-  for (const line of text.split("\n")) {
-    const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!match || line.startsWith("#")) continue;
-    const labels = {};
-    for (const [, key, value] of (match[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[key] = value.replace(/\\(.)/g, "$1");
-    }
-    samples.push({ name: match[1], labels, value: Number(match[3]) });
-  }
-  return samples;
+function breakerText(detail) {
+  if (!detail) return "—";
+  const errors = Object.entries(detail.errors || {}).map(([code, n]) => `${code} × ${n}`).join(", ");
+  const parts = [
+    detail.state === "open" ? t("breaker.retry_in", { s: Math.round(detail.retry_after_s || 0) }) : null,
+    detail.failures_in_a_row ? t("breaker.in_a_row", { n: detail.failures_in_a_row }) : null,
+    detail.times_opened ? t("breaker.opened", { n: detail.times_opened }) : null,
+    errors || null,
+  ].filter(Boolean);
+  const text = parts.join(" · ");
+  const last = detail.last_error && !detail.errors?.[detail.last_error]
+    ? h("div", { class: "muted" }, detail.last_error) : null;
+  return text || last ? [text, last] : "—";
 }
 
-function drawCounts(el, samples) {
-  const sum = (name, filter = () => true) => samples
-    .filter((s) => s.name === name && filter(s.labels)).reduce((total, s) => total + s.value, 0);
-  const providers = [...new Set(samples
-    .filter((s) => s.name === "vgw_tasks_created_total" || s.name === "vgw_tasks_finished_total")
-    .map((s) => s.labels.provider).filter(Boolean))].sort();
-  const statuses = ["succeeded", "failed", "cancelled"];
+function drawNow(el, active) {
+  const providers = Object.entries(active.by_provider || {});
+  const replicas = Object.keys(active.by_instance || {}).length;
   replace(el,
-    h("p", {}, h("strong", { class: "big" }, String(sum("vgw_tasks_active"))), " ", t("operate.active")),
+    h("div", { class: "stat-row" },
+      stat(active.queued, t("status.queued"), "stat-queued"),
+      stat(active.running, t("status.running"), "stat-running"),
+      stat(replicas, t("operate.replicas"), "stat-replicas")),
     providers.length
       ? h("table", { class: "compact" },
+        h("thead", {}, h("tr", {}, [t("operate.provider"), t("status.queued"), t("status.running")]
+          .map((label) => h("th", { scope: "col" }, label)))),
+        h("tbody", {}, providers.map(([name, counts]) => h("tr", {},
+          h("th", { scope: "row" }, name || "—"),
+          h("td", {}, String(counts.queued || 0)), h("td", {}, String(counts.running || 0))))))
+      : h("p", { class: "muted" }, t("operate.idle")));
+}
+
+function stat(value, label, testid) {
+  return h("div", { class: "stat", testid },
+    h("strong", { class: "big" }, String(value ?? 0)), h("span", { class: "muted small" }, label));
+}
+
+function drawWindow(el, stats) {
+  const providers = Object.entries(stats.by_provider || {}).sort(([a], [b]) => a.localeCompare(b));
+  const cell = (n) => h("td", { class: n ? "" : "muted" }, String(n || 0));
+  replace(el,
+    h("p", {}, h("strong", { class: "big" }, String(stats.total)), " ",
+      h("span", { class: "muted" }, t("operate.created_since", { when: formatDateTime(stats.since) }))),
+    providers.length
+      ? h("div", { class: "scroll" }, h("table", { class: "compact numbers" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("operate.provider")),
-          h("th", { scope: "col" }, t("operate.created")),
-          statuses.map((s) => h("th", { scope: "col" }, t(`status.${s}`))))),
-        h("tbody", {}, providers.map((name) => h("tr", {},
-          h("th", { scope: "row" }, name),
-          h("td", {}, String(sum("vgw_tasks_created_total", (l) => l.provider === name))),
-          statuses.map((s) => h("td", {}, String(sum("vgw_tasks_finished_total",
-            (l) => l.provider === name && l.status === s))))))))
+          STATUSES.map((s) => h("th", { scope: "col" }, t(`status.${s}`))))),
+        h("tbody", {}, providers.map(([name, counts]) => h("tr", { dataset: { provider: name } },
+          h("th", { scope: "row" }, name || "—"), STATUSES.map((s) => cell(counts[s]))))),
+        h("tfoot", {}, h("tr", {}, h("th", { scope: "row" }, t("operate.total")),
+          STATUSES.map((s) => cell(stats.by_status?.[s]))))))
       : h("p", { class: "muted" }, t("operate.counts.none")));
 }
 
-function drawFailures(el, tasks) {
-  const groups = new Map();
-  for (const task of tasks) {
-    const code = task.error?.code || "unknown";
-    const group = groups.get(code) || { code, count: 0, latest: task };
-    group.count += 1;
-    if (task.created_at > group.latest.created_at) group.latest = task;
-    groups.set(code, group);
-  }
-  const sorted = [...groups.values()].sort((a, b) => b.count - a.count);
-  replace(el, sorted.length
-    ? h("table", { class: "compact" },
-      h("thead", {}, h("tr", {}, [t("operate.code"), t("operate.count"), t("operate.latest")]
-        .map((label) => h("th", { scope: "col" }, label)))),
-      h("tbody", {}, sorted.map((g) => h("tr", {},
-        h("th", { scope: "row" }, h("a", { href: `#/tasks?status=failed` }, h("code", {}, g.code))),
-        h("td", {}, String(g.count)),
-        h("td", { class: "small" },
-          h("a", { href: `#/tasks/${g.latest.id}` }, relativeTime(g.latest.created_at)), " ",
-          g.latest.error?.message || "")))))
+function drawFailures(el, failures) {
+  replace(el, failures.length
+    ? h("table", { class: "compact stack" },
+      h("thead", {}, h("tr", {}, [t("operate.code"), t("operate.count"), t("operate.latest"),
+        t("operate.example")].map((label) => h("th", { scope: "col" }, label)))),
+      h("tbody", {}, failures.map((group) => h("tr", { dataset: { code: group.code } },
+        h("th", { scope: "row" }, h("code", {}, group.code)),
+        h("td", { "data-label": t("operate.count") }, String(group.count)),
+        h("td", { class: "small nowrap", "data-label": t("operate.latest") },
+          h("time", { datetime: group.last_at, title: formatDateTime(group.last_at) },
+            relativeTime(group.last_at))),
+        h("td", { class: "small example" },
+          h("a", { href: `#/tasks/${encodeURIComponent(group.example.task_id)}` },
+            h("code", {}, group.example.task_id)),
+          group.example.provider ? h("span", { class: "chip" }, group.example.provider) : null,
+          h("div", { class: "prewrap" }, group.example.message))))))
     : h("p", { class: "muted" }, t("operate.failures.none")));
 }
 
-/**
- * Managed tokens (admin). The gateway manages tokens from its CLI today; the console expects
- * GET/POST /v1/tokens, POST /v1/tokens/{id}/rotate and DELETE /v1/tokens/{id} and says so
- * until they answer.
- */
-function drawTokens(el, signal) {
-  const table = h("table", { class: "compact" },
-    h("thead", {}, h("tr", {}, [t("tokens.name"), t("tokens.limits"), t("tokens.today"),
-      t("tokens.last_used"), ""].map((label) => h("th", { scope: "col" }, label)))));
-  const body = h("tbody");
-  table.append(body);
-  const note = h("p", { class: "muted" });
-  const created = h("div", { class: "alert ok", role: "status", hidden: true });
-  const name = h("input", { type: "text", required: true, maxlength: 64 });
-  const admin = h("input", { type: "checkbox" });
-  const rate = h("input", { type: "number", min: 0, step: 0.5 });
-  const maxActive = h("input", { type: "number", min: 0, step: 1 });
-  const perDay = h("input", { type: "number", min: 0, step: 1 });
-  const providers = h("input", { type: "text", placeholder: "seedance,preview" });
-  const submit = h("button", { type: "submit", class: "secondary" }, t("tokens.create"));
-  // Disabled until the gateway's token API answers.
-  const inputs = h("fieldset", { class: "row token-form", disabled: true },
-    h("legend", { class: "sr-only" }, t("tokens.create")),
-    field(t("tokens.name"), name),
-    field(t("tokens.rate"), rate),
-    field(t("tokens.max_active"), maxActive),
-    field(t("tokens.per_day"), perDay),
-    field(t("tokens.providers"), providers),
-    h("label", { class: "check" }, admin, t("tokens.admin")),
-    h("div", { class: "actions" }, submit));
-  const form = h("form", {}, inputs);
-  replace(el, note, created, table, form);
+// --- managed tokens ---------------------------------------------------------------------------
 
-  const number = (input) => (input.value === "" ? undefined : Number(input.value));
-  const showSecret = (result) => {
-    const secret = result.token || result.secret;
-    replace(created, t("tokens.shown_once"), " ", h("code", { class: "select-all" }, secret || "?"));
-    created.hidden = !secret;
+function tokenManager(el, { signal, providers }) {
+  const note = h("p", { class: "alert error", role: "alert", testid: "error-message", hidden: true });
+  const issued = h("div", { class: "alert ok issued", role: "status", testid: "new-token", hidden: true });
+  const body = h("tbody");
+  const table = h("table", { class: "compact tokens stack" },
+    h("thead", {}, h("tr", {}, [t("tokens.name"), t("tokens.limits"), t("tokens.usage"),
+      t("tokens.last_used"), h("span", { class: "sr-only" }, t("tokens.actions"))]
+      .map((label) => h("th", { scope: "col" }, label)))),
+    body);
+
+  const name = h("input", {
+    type: "text", required: true, maxlength: 64, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]*",
+    autocomplete: "off", spellcheck: "false", placeholder: "team-a", title: t("tokens.name.hint"),
+  });
+  const number = (attrs) => h("input", { type: "number", min: 0, inputmode: "decimal", ...attrs });
+  const rate = number({ step: "any" });
+  const burst = number({ step: 1 });
+  const maxActive = number({ step: 1 });
+  const perDay = number({ step: 1 });
+  const isAdmin = h("input", { type: "checkbox" });
+  const allowed = providers.map((p) => h("input", { type: "checkbox", value: p.name }));
+  const form = h("form", { class: "token-form", novalidate: true },
+    h("h3", {}, t("tokens.create")),
+    h("div", { class: "row" },
+      field(t("tokens.name"), name),
+      field(t("tokens.rate"), rate), field(t("tokens.burst"), burst),
+      field(t("tokens.max_active"), maxActive), field(t("tokens.per_day"), perDay)),
+    h("fieldset", { class: "providers" },
+      h("legend", { class: "label" }, t("tokens.providers")),
+      h("div", { class: "checks" }, allowed.map((box) => h("label", { class: "check" }, box, box.value))),
+      h("small", { class: "hint" }, t("tokens.providers.hint"))),
+    h("label", { class: "check" }, isAdmin, t("tokens.admin.make")),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, t("tokens.create"))));
+  replace(el, issued, note, table, form);
+
+  const showError = (exc) => {
+    if (exc.name === "AbortError") return;
+    note.textContent = describe(exc);
+    note.hidden = false;
+  };
+  const showIssued = (record, message) => {
+    replace(issued,
+      h("p", {}, h("strong", {}, message), " ", t("tokens.shown_once")),
+      h("div", { class: "secret" },
+        h("code", { class: "select-all", testid: "new-token-value" }, record.token),
+        copyButton(t("copy"), record.token, t("copied")),
+        h("button", { type: "button", class: "ghost", onclick: () => { issued.hidden = true; issued.replaceChildren(); } },
+          t("tokens.dismiss"))));
+    issued.hidden = false;
+    issued.querySelector("button")?.focus();
   };
 
   async function load() {
     try {
-      const list = await api("v1/tokens", { signal });
-      inputs.disabled = false;
-      note.textContent = "";
-      replace(body, (list.data || []).map((tok) => h("tr", {},
-        h("th", { scope: "row" }, tok.name || tok.id, tok.admin ? h("span", { class: "chip" }, "admin") : null,
-          tok.revoked_at ? h("span", { class: "chip status-cancelled" }, t("tokens.revoked")) : null),
-        h("td", { class: "small" }, [
-          tok.rate != null ? `${tok.rate}/s` : null,
-          tok.max_active != null ? `${t("tokens.max_active")} ${tok.max_active}` : null,
-          tok.tasks_per_day != null ? `${t("tokens.per_day")} ${tok.tasks_per_day}` : null,
-          Array.isArray(tok.providers) && tok.providers.length ? tok.providers.join(",") : null,
-        ].filter(Boolean).join(" · ") || "—"),
-        h("td", {}, tok.usage_today != null ? String(tok.usage_today) : "—"),
-        h("td", { class: "small" }, tok.last_used_at ? formatDateTime(tok.last_used_at) : "—"),
-        h("td", {}, tok.revoked_at ? null : h("div", { class: "actions" },
-          h("button", { type: "button", class: "secondary",
-            onclick: () => act(`v1/tokens/${encodeURIComponent(tok.id)}/rotate`, "POST") }, t("tokens.rotate")),
-          h("button", { type: "button", class: "secondary danger",
-            onclick: () => act(`v1/tokens/${encodeURIComponent(tok.id)}`, "DELETE") }, t("tokens.revoke")))))));
+      const list = await api("v1/admin/tokens", { signal });
+      replace(body, (list.data || []).length
+        ? list.data.map(row)
+        : h("tr", {}, h("td", { colspan: 5, class: "muted empty" }, t("tokens.none"))));
     } catch (exc) {
-      if (exc.name === "AbortError") return;
-      note.textContent = exc.status === 404 ? t("tokens.missing") : unavailable(exc);
-      replace(body, h("tr", {}, h("td", { colspan: 5, class: "muted empty" }, "—")));
+      showError(exc);
     }
   }
 
-  async function act(path, method, payload) {
-    try {
-      const result = await api(path, { method, body: payload, signal });
-      if (result && (result.token || result.secret)) showSecret(result);
-      await load();
-    } catch (exc) {
-      if (exc.name !== "AbortError") note.textContent = describe(exc);
-    }
+  function row(tok) {
+    const usage = tok.usage || {};
+    const revoked = tok.status === "revoked";
+    return h("tr", { dataset: { token: tok.name }, class: revoked ? "revoked" : "" },
+      h("th", { scope: "row" },
+        h("strong", {}, tok.name),
+        tok.admin ? h("span", { class: "chip status-queued" }, t("tokens.admin")) : null,
+        revoked ? h("span", { class: "chip status-cancelled", testid: "token-revoked" }, t("tokens.revoked")) : null,
+        h("div", { class: "muted small" }, h("code", {}, tok.hint)),
+        tok.previous_valid_until
+          ? h("div", { class: "muted small" }, t("tokens.grace", { when: formatDateTime(tok.previous_valid_until) }))
+          : null),
+      h("td", { class: "small", "data-label": t("tokens.limits") }, limitsText(tok, tok.providers, "limits.defaults")),
+      h("td", { class: "small", testid: "token-usage", "data-label": t("tokens.usage") }, t("tokens.usage.text", {
+        active: usage.active_tasks ?? "—", today: usage.tasks_today ?? "—",
+      })),
+      h("td", { class: "small", "data-label": t("tokens.last_used") }, tok.last_used_at
+        ? h("time", { datetime: tok.last_used_at, title: formatDateTime(tok.last_used_at) },
+          relativeTime(tok.last_used_at))
+        : h("span", { class: "muted" }, t("tokens.never"))),
+      h("td", {}, h("div", { class: "actions tight" },
+        h("button", { type: "button", class: "secondary", onclick: () => rotate(tok) },
+          revoked ? t("tokens.reissue") : t("tokens.rotate")),
+        revoked ? null : h("button", { type: "button", class: "secondary danger", onclick: () => revoke(tok) },
+          t("tokens.revoke")))));
   }
 
-  form.addEventListener("submit", (event) => {
+  async function act(path, payload) {
+    // A token shown earlier goes away with the next change (it may be the one just revoked).
+    note.hidden = true;
+    issued.hidden = true;
+    issued.replaceChildren();
+    const result = await api(path, { method: "POST", body: payload, signal });
+    await load();
+    return result;
+  }
+
+  function rotate(tok) {
+    const grace = h("select", {}, GRACES.map((s) => h("option", { value: s, selected: s === 3600 && tok.status !== "revoked" },
+      t(`tokens.grace.${s}`))));
+    confirmDialog({
+      title: t("tokens.rotate.title", { name: tok.name }),
+      text: t("tokens.rotate.text"),
+      body: tok.status === "revoked" ? null : field(t("tokens.grace.label"), grace),
+      confirm: t("tokens.rotate"),
+      onConfirm: async () => {
+        const record = await act(`v1/admin/tokens/${encodeURIComponent(tok.name)}/rotate`,
+          { grace_s: tok.status === "revoked" ? 0 : Number(grace.value) });
+        showIssued(record, t("tokens.rotated", { name: tok.name }));
+      },
+      onError: showError,
+    });
+  }
+
+  function revoke(tok) {
+    confirmDialog({
+      title: t("tokens.revoke.title", { name: tok.name }),
+      text: t("tokens.revoke.text"),
+      confirm: t("tokens.revoke"),
+      danger: true,
+      onConfirm: () => act(`v1/admin/tokens/${encodeURIComponent(tok.name)}/revoke`),
+      onError: showError,
+    });
+  }
+
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (!name.value.trim()) return;
-    act("v1/tokens", "POST", Object.fromEntries(Object.entries({
-      name: name.value.trim(), admin: admin.checked, rate: number(rate),
-      max_active: number(maxActive), tasks_per_day: number(perDay),
-      providers: providers.value.trim() ? providers.value.split(",").map((p) => p.trim()).filter(Boolean) : undefined,
-    }).filter(([, v]) => v !== undefined)));
+    note.hidden = true;
+    if (!name.reportValidity()) return;
+    const value = (input) => (input.value === "" ? undefined : Number(input.value));
+    const chosen = allowed.filter((box) => box.checked).map((box) => box.value);
+    const payload = Object.fromEntries(Object.entries({
+      name: name.value.trim(), admin: isAdmin.checked, requests_per_s: value(rate), burst: value(burst),
+      max_active_tasks: value(maxActive), tasks_per_day: value(perDay),
+      providers: chosen.length ? chosen : undefined,
+    }).filter(([, v]) => v !== undefined));
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      const record = await act("v1/admin/tokens", payload);
+      form.reset();
+      showIssued(record, t("tokens.created", { name: record.name }));
+    } catch (exc) {
+      showError(exc);
+    } finally {
+      submit.disabled = false;
+    }
   });
-  load();
+
+  return { load };
+}
+
+/** A modal <dialog> asking to confirm an action (focus moves in, Escape cancels). */
+function confirmDialog({ title, text, body, confirm, danger, onConfirm, onError }) {
+  const ok = h("button", { type: "submit", class: danger ? "primary danger-fill" : "primary", testid: "dialog-confirm" }, confirm);
+  const dialog = h("dialog", { class: "card dialog", "aria-labelledby": "dialog-title" },
+    h("form", { method: "dialog" },
+      h("h2", { id: "dialog-title" }, title),
+      h("p", {}, text),
+      body,
+      h("div", { class: "actions" }, ok,
+        h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, t("cancel")))));
+  dialog.addEventListener("close", () => dialog.remove());
+  dialog.querySelector("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    ok.disabled = true;
+    try {
+      await onConfirm();
+    } catch (exc) {
+      onError(exc);
+    }
+    dialog.close();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
 }

@@ -34,6 +34,9 @@ export function render(main, { params, state, signal, navigate }) {
       h("section", { class: "card" }, h("h2", {}, t("task.request")), details)));
 
   let view = null;
+  // Another tenant's task (an admin following a link from Operate or "all tenants"): read with
+  // ?owner=all; it cannot be cancelled from here (a cancel is its owner's).
+  let foreign = false;
   const cancel = async () => {
     try {
       const task = await api(`v1/tasks/${encodeURIComponent(taskId)}`, { method: "DELETE", signal });
@@ -45,11 +48,13 @@ export function render(main, { params, state, signal, navigate }) {
 
   function show(task, mode) {
     if (!view) {
-      view = progressView(task, cancel, { heading: false });
+      view = progressView(task, foreign ? null : cancel, { heading: false });
       replace(live, view.root);
     }
     view.update(task, mode);
-    replace(heading, h("h1", {}, t("task.title"), " ", h("code", {}, task.id)), statusChip(task.status));
+    replace(heading, h("h1", {}, t("task.title"), " ", h("code", {}, task.id)), h("span", {},
+      statusChip(task.status),
+      foreign ? h("span", { class: "chip", testid: "foreign-task" }, t("task.foreign")) : null));
     renderTimeline(timeline, task);
     renderDetails(details, task);
     renderActions(actions, task);
@@ -83,13 +88,29 @@ export function render(main, { params, state, signal, navigate }) {
       copyButton(t("task.copy_id"), task.id, t("copied")));
   }
 
-  api(`v1/tasks/${encodeURIComponent(taskId)}`, { signal })
+  async function read() {
+    const path = `v1/tasks/${encodeURIComponent(taskId)}`;
+    try {
+      return await api(path, { signal });
+    } catch (exc) {
+      const me = exc.status === 404 ? await state.once("v1/me").catch(() => null) : null;
+      if (!me?.admin) throw exc;
+      const task = await api(path, { query: { owner: "all" }, signal });
+      foreign = true;
+      return task;
+    }
+  }
+
+  read()
     .then((task) => {
       show(task);
-      if (!TERMINAL.has(task.status)) {
-        return watchTask(taskId, { initial: task, signal, onUpdate: show }).then((final) => show(final));
-      }
-      return null;
+      // The stream replays the task's stored events first: the timeline's times.
+      return watchTask(taskId, {
+        initial: task, signal, onUpdate: show, history: true, owner: foreign ? "all" : undefined,
+      }).then((final) => {
+        show(final);
+        timeline.dataset.complete = "true"; // the history, if any, has been read
+      });
     })
     .catch((exc) => {
       if (exc.name !== "AbortError") showError(describe(exc));
@@ -107,37 +128,42 @@ function requestOf(task) {
 
 function renderTimeline(el, task) {
   const times = { queued: task.created_at };
-  // Server-side stage times when the gateway records them; else what this tab has watched.
-  const recorded = Array.isArray(task.timeline) ? task.timeline : [];
-  for (const entry of recorded) {
-    const key = entry.stage || entry.status;
-    if (key && entry.at && !times[key]) times[key] = entry.at;
-  }
+  // From the task's event history (exact) or what this tab saw happen.
   for (const entry of observedTimeline(task.id)) {
-    if (!times[entry.key]) times[entry.key] = entry.at;
+    if (entry.key !== "queued" || entry.exact) times[entry.key] = entry.at;
   }
-  if (TERMINAL.has(task.status)) times.done = task.finished_at || task.updated_at;
+  if (TERMINAL.has(task.status)) times.done = task.finished_at || times[task.status] || task.updated_at;
 
   const reached = task.status === "queued" ? 0
     : task.status === "running" ? Math.max(1, STEPS.indexOf(task.stage))
       : STEPS.length - 1;
   let missing = false;
+  const start = new Date(task.created_at);
   replace(el, STEPS.map((step, index) => {
     if (step === "downloading" && !times.downloading && task.stage !== "downloading") return null;
     let state = index < reached ? "past" : index === reached ? "current" : "future";
-    // A task whose prompt went out as written never expanded anything.
+    // A task that failed or was cancelled stopped somewhere: only what is known to have
+    // happened is drawn as passed.
+    if (state === "past" && task.status !== "succeeded" && TERMINAL.has(task.status) && step !== "queued"
+      && !times[step] && !(step === "generating" && task.provider_task_id)) state = "future";
+    // A task whose prompt went out as written never expanded anything; a reused video never
+    // went to a provider at all.
     if (step === "expanding" && task.expanded_by === "none" && !times.expanding) state = "skipped";
+    if (task.cached_from && state === "past" && !times[step]) state = "skipped";
     const label = step === "done" && TERMINAL.has(task.status)
       ? t(`status.${task.status}`, {}, task.status) : t(`stage.${step}`, {}, step);
     const at = times[step];
     if (!at && state === "past") missing = true;
-    return h("li", { class: `step ${state} ${step === "done" ? `end-${task.status}` : ""}` },
+    return h("li", { class: `step ${state} ${step === "done" ? `end-${task.status}` : ""}`, dataset: { step } },
       h("span", { class: "dot", "aria-hidden": "true" }),
       h("span", { class: "step-label" }, label),
-      h("time", { class: "muted small", datetime: at ? new Date(at).toISOString() : null },
-        at ? formatDateTime(at) : state === "past" ? "—" : state === "skipped" ? t("task.skipped") : ""));
+      // The first step says when; the others how long after it (the full time on hover).
+      h("time", {
+        class: "muted small", datetime: at ? new Date(at).toISOString() : null,
+        title: at ? formatDateTime(at) : null,
+      }, at ? (step === "queued" ? formatDateTime(at) : `+${formatDuration(new Date(at) - start)}`)
+        : state === "past" ? "—" : state === "skipped" ? t("task.skipped") : ""));
   }));
-  const start = new Date(task.created_at);
   const end = TERMINAL.has(task.status) ? new Date(times.done) : new Date();
   el.append(h("li", { class: "summary muted small" },
     t("task.elapsed", { d: formatDuration(end - start) }),
@@ -165,13 +191,31 @@ function renderDetails(el, task) {
   }
   if (task.warnings?.length) rows.push([t("task.warnings"), h("ul", {}, task.warnings.map((w) => h("li", {}, w)))]);
   if (task.group_id) {
-    rows.push([t("task.group"), h("a", { href: `#/tasks?group_id=${encodeURIComponent(task.group_id)}` }, task.group_id)]);
+    rows.push([task.group_id.startsWith("vb_") ? t("task.batch") : t("task.group"),
+      h("a", { href: `#/tasks?group_id=${encodeURIComponent(task.group_id)}` }, task.group_id)]);
   }
-  if (task.cached_from) rows.push([t("task.cached_from"), h("a", { href: `#/tasks/${task.cached_from}` }, task.cached_from)]);
+  if (task.cached_from) {
+    rows.push([t("task.cached_from"), h("div", {},
+      h("a", { href: `#/tasks/${encodeURIComponent(task.cached_from)}`, testid: "cached-from" }, task.cached_from),
+      h("div", { class: "muted small" }, t("task.cached_from.hint")))]);
+  }
+  if (task.remixed_from) {
+    rows.push([t("task.remixed_from"),
+      h("a", { href: `#/tasks/${encodeURIComponent(task.remixed_from)}`, testid: "remixed-from" }, task.remixed_from)]);
+  }
+  if (task.last_frame_url) {
+    rows.push([t("task.last_frame"), h("a", { href: task.last_frame_url, target: "_blank", rel: "noopener" },
+      h("img", { class: "thumb", src: task.last_frame_url, alt: t("task.last_frame") }))]);
+  }
   if (Array.isArray(task.shots) && task.shots.length) {
-    rows.push([t("task.shots"), h("ol", {}, task.shots.map((shot) => h("li", {},
-      statusChip(shot.status), " ", shot.prompt || "",
-      shot.video_url ? [" ", h("a", { href: shot.video_url, target: "_blank", rel: "noopener" }, "▶")] : null)))]);
+    // Each shot is a task of its own (its page shows its provider job and error).
+    rows.push([t("task.shots"), h("ol", { class: "shot-list" }, task.shots.map((shot) => h("li", {},
+      statusChip(shot.status),
+      shot.status === "running" && shot.progress != null ? h("span", { class: "muted small" }, ` ${shot.progress}%`) : null,
+      shot.duration_ms ? h("span", { class: "muted small" }, ` ${formatDuration(shot.duration_ms)}`) : null, " ",
+      shot.task_id ? h("a", { href: `#/tasks/${encodeURIComponent(shot.task_id)}` }, shot.prompt || shot.task_id) : shot.prompt || "",
+      shot.video_url ? [" ", h("a", { href: shot.video_url, target: "_blank", rel: "noopener", "aria-label": t("task.shot.play") }, "▶")] : null,
+      shot.error ? h("div", { class: "muted small" }, h("code", {}, shot.error.code), " ", shot.error.message) : null)))]);
   }
   if (task.caption) rows.push([t("task.caption"), h("p", { class: "prewrap" }, String(task.caption))]);
   const shown = Object.keys(request).length ? request : null;
