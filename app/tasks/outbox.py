@@ -14,6 +14,8 @@ rows and delivers them:
   rendered at the first attempt and stored, so every retry sends the same bytes;
 * any answer but 2xx is retried with exponential back-off from 1 s (capped at an hour, with
   jitter) until the event is ``[webhooks] max_age_h`` old; then it is marked ``expired``;
+* one task's events are sent in order, one at a time; progress events not yet delivered when
+  the task ends are ``superseded`` (never sent), so the end event is the last a receiver gets;
 * through its own HTTP client and connection limit, so slow receivers cannot starve provider
   polling; a crash between claim and delivery only delays the row until its claim runs out.
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_EVENTS = ("succeeded", "failed", "cancelled")
+PROGRESS = "task.progress"
 EVENTS = frozenset({*DEFAULT_EVENTS, "progress"})
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 3600.0
@@ -96,7 +99,7 @@ def events_for(task: Task, changes: dict[str, Any]) -> list[str]:
     if "status" in changes and task.status.is_terminal:
         return [f"task.{task.status.value}"] if task.status.value in wanted else []
     if "progress" in wanted and changes.get("stage") is not None:
-        return ["task.progress"]
+        return [PROGRESS]
     return []
 
 
@@ -243,9 +246,37 @@ class WebhookOutbox:
     async def _claim(self, *, limit: int) -> list[sa.Row[Any]]:
         dialect = self._store.dialect
         free = sa.or_(_OUT.lease_until.is_(None), _OUT.lease_until < db_now(dialect))
+        # One task's events go out in order: a row waits while an earlier one of its task is
+        # undelivered. Progress is moot once the task ended: its undelivered progress events
+        # are superseded by the end event, which then never waits behind them.
+        earlier = outbox_table.alias("earlier")
+        first_of_its_task = ~sa.exists().where(
+            earlier.c.task_id == _OUT.task_id,
+            earlier.c.status == "pending",
+            sa.or_(
+                earlier.c.created_at < _OUT.created_at,
+                sa.and_(earlier.c.created_at == _OUT.created_at, earlier.c.id < _OUT.id),
+            ),
+        )
+        ended = outbox_table.alias("ended")
+        supersede = (
+            outbox_table.update()
+            .where(
+                _OUT.status == "pending",
+                _OUT.event == PROGRESS,
+                free,
+                sa.exists().where(ended.c.task_id == _OUT.task_id, ended.c.event != PROGRESS),
+            )
+            .values(status="superseded")
+        )
         due = (
             sa.select(_OUT.id)
-            .where(_OUT.status == "pending", _OUT.next_attempt_at <= db_now(dialect), free)
+            .where(
+                _OUT.status == "pending",
+                _OUT.next_attempt_at <= db_now(dialect),
+                free,
+                first_of_its_task,
+            )
             .order_by(_OUT.next_attempt_at)
             .limit(limit)
         )
@@ -260,6 +291,7 @@ class WebhookOutbox:
 
         def apply() -> list[sa.Row[Any]]:
             with self._store.write() as conn:
+                conn.execute(supersede)
                 return list(conn.execute(statement).all())
 
         return await self._store.run(apply)

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook
 
+from app.tasks.outbox import outbox_table
 from tests.conftest import TOKEN, GatewayFactory, eventually
 from tests.emulators.server import free_port, serve_in_thread
 from tests.fakes import ControlledProvider
@@ -112,15 +114,16 @@ def test_retries_keep_one_webhook_id_and_the_same_body(
     assert all(delivery.verified()["type"] == "task.succeeded" for delivery in hook.deliveries)
 
 
-def test_callback_events_choose_what_is_sent(
-    gateway_factory: GatewayFactory, fake: ControlledProvider
-) -> None:
-    with receiver() as hook, signed(gateway_factory, fake) as gateway:
+def test_callback_events_choose_what_is_sent_in_order(gateway_factory: GatewayFactory) -> None:
+    slow = ControlledProvider()  # its jobs run until released
+    with receiver() as hook, signed(gateway_factory, slow) as gateway:
         only_failures = {**QUICK, "provider": "fake", "callback_url": hook.url}
         only_failures["callback_events"] = ["failed"]
         quiet = gateway.client.post("/v1/tasks", json=only_failures).json()
         everything = {**only_failures, "callback_events": ["progress", "succeeded"]}
         loud = gateway.client.post("/v1/tasks", json=everything).json()
+        eventually(lambda: any(d.verified()["type"] == "task.progress" for d in hook.deliveries))
+        slow.release()
         gateway.wait_task(quiet["id"], lambda t: t["status"] == "succeeded")
         eventually(lambda: any(d.verified()["type"] == "task.succeeded" for d in hook.deliveries))
         bad = gateway.client.post(
@@ -129,8 +132,40 @@ def test_callback_events_choose_what_is_sent(
     events = [delivery.verified() for delivery in hook.deliveries]
     assert {event["data"]["id"] for event in events} == {loud["id"]}
     types = [event["type"] for event in events]
-    assert types[-1] == "task.succeeded" and "task.progress" in types
+    # One task's events arrive in order; the end event is the last.
+    assert types[-1] == "task.succeeded" and types.count("task.succeeded") == 1
+    assert set(types[:-1]) == {"task.progress"}
+    stamps = [event["timestamp"] for event in events]
+    assert stamps == sorted(stamps)
     assert bad.status_code == 422 and "callback_url" in bad.json()["error"]["message"]
+
+
+def test_progress_not_yet_sent_when_a_task_ends_is_superseded(
+    gateway_factory: GatewayFactory, fake: ControlledProvider
+) -> None:
+    """Progress events that could not go out before the task ended are superseded: the
+    receiver, back up, gets the end event and nothing after it."""
+    port = free_port()  # nothing listens while the task runs: every delivery fails
+    with signed(gateway_factory, fake) as gateway:
+        body = {**QUICK, "provider": "fake", "callback_url": f"http://127.0.0.1:{port}/hook"}
+        body["callback_events"] = ["progress", "succeeded"]
+        task = gateway.client.post("/v1/tasks", json=body).json()
+        gateway.wait_task(task["id"], lambda t: t["status"] == "succeeded")
+        rows: list[Any] = []
+
+        def delivered() -> bool:
+            with gateway.app.state.store.engine.connect() as conn:
+                rows[:] = conn.execute(
+                    sa.select(outbox_table.c.event, outbox_table.c.status).where(
+                        outbox_table.c.task_id == task["id"]
+                    )
+                ).all()
+            return ("task.succeeded", "delivered") in rows
+
+        with receiver(port=port) as hook:
+            eventually(delivered, rounds=600)
+    assert [delivery.verified()["type"] for delivery in hook.deliveries] == ["task.succeeded"]
+    assert ("task.progress", "superseded") in rows
 
 
 def test_an_undelivered_webhook_survives_kill_9(tmp_path: Path) -> None:
