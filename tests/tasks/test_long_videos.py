@@ -11,7 +11,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +132,15 @@ def colour_clips(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     ]
 
 
-def by_creation(state: ArkState, clips: list[bytes]) -> Callable[[EmulatedTask], bytes]:
-    """The emulator's n-th job serves the n-th clip."""
+def job_number(state: ArkState, task: EmulatedTask) -> int:
+    return list(state.tasks).index(task.id)
 
-    def video_of(task: EmulatedTask) -> bytes:
-        return clips[list(state.tasks).index(task.id) % len(clips)]
 
-    return video_of
+def frame_png(number: int) -> bytes:
+    """The last frame Seedance hands back for its ``number``-th job (a colour of its own)."""
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (40 * number, 200 - 40 * number, 90)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def last_frame_png(clip: bytes, tmp_path: Path, name: str) -> bytes:
@@ -150,17 +152,26 @@ def last_frame_png(clip: bytes, tmp_path: Path, name: str) -> bytes:
 
 @pytest.fixture
 def chained_ark(ark_server: ArkFactory, colour_clips: list[bytes]) -> Iterator[Emulator[ArkState]]:
+    """Ark whose n-th job serves the n-th colour clip, and (asked with return_last_frame) a
+    last frame of its own."""
     with ark_server(queued_s=0.05, running_s=0.2) as emu:
-        emu.state.video_of = by_creation(emu.state, colour_clips)
+        state = emu.state
+        state.video_of = lambda task: colour_clips[job_number(state, task) % len(colour_clips)]
+        state.frame_of = lambda task: frame_png(job_number(state, task))
         yield emu
 
 
+@pytest.mark.parametrize("frames", ["from Seedance", "by ffmpeg"])
 def test_chained_shots_start_from_the_previous_shots_last_frame(
     gateway_factory: GatewayFactory,
     chained_ark: Emulator[ArkState],
     colour_clips: list[bytes],
     tmp_path: Path,
+    frames: str,
 ) -> None:
+    # Seedance hands back each job's last frame when asked; when it cannot be fetched, the
+    # gateway takes it from the stored clip with ffmpeg (the route for every provider).
+    chained_ark.state.frames_gone = frames == "by ffmpeg"
     body = {"prompt": "a day in a harbour town from dawn to night", "duration_ms": 30000}
     with gateway_factory(seedance_overrides(chained_ark.url)) as gw:
         created = gw.client.post("/v1/tasks", json=body).json()
@@ -170,21 +181,25 @@ def test_chained_shots_start_from_the_previous_shots_last_frame(
         firsts = [
             [item for item in b["content"] if item.get("role") == "first_frame"] for b in bodies
         ]
-        frames = [httpx.get(f[0]["image_url"]["url"], timeout=30) for f in firsts[1:]]
+        images = [httpx.get(f[0]["image_url"]["url"], timeout=30) for f in firsts[1:]]
         video = probe(fetch(task["video_url"], tmp_path / "harbour.mp4"))
 
     # Exactly one job per shot, none longer than Seedance's 12 s.
     assert len(bodies) == 3 and len(chained_ark.state.jobs()) == 3
     assert [b["duration"] for b in bodies] == [10, 10, 10]
+    assert [bool(b.get("return_last_frame")) for b in bodies] == [True, True, False]
     # The first shot starts from nothing; each other from the previous shot's last frame,
     # served by the gateway's signed /files URL.
     assert firsts[0] == []
     assert all(len(f) == 1 for f in firsts[1:])
-    for k, frame in enumerate(frames):
-        assert frame.status_code == 200 and frame.headers["content-type"] == "image/png"
-        assert frame.content == last_frame_png(colour_clips[k], tmp_path, f"clip{k}")
-        assert frame.content != last_frame_png(colour_clips[k + 1], tmp_path, f"next{k}")
     assert firsts[1][0]["image_url"]["url"].startswith(f"{gw.base_url}/files/")
+    for k, image in enumerate(images):
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        if frames == "from Seedance":
+            assert image.content == frame_png(k) != frame_png(k + 1)
+        else:
+            assert image.content == last_frame_png(colour_clips[k], tmp_path, f"clip{k}")
+            assert image.content != last_frame_png(colour_clips[k + 1], tmp_path, f"next{k}")
     storyboard = task["params"]["storyboard"]
     assert storyboard["continuity"] == "chain" and storyboard["planned_by"] == "split"
     assert [s["duration_ms"] for s in task["shots"]] == [10000] * 3
@@ -302,7 +317,7 @@ def test_a_gateway_killed_mid_video_resumes_it_and_makes_no_shot_twice(
     assert [len(chained_ark.state.jobs_for(s["prompt"])) for s in shots] == [1, 1, 1]
     assert [s["task_id"] for s in task["shots"]] == [f"{task_id}-{k:02d}" for k in range(3)]
     # The shot begun after the restart still starts from the shot before it.
-    assert frames == [last_frame_png(colour_clips[k], tmp_path, f"k{k}") for k in range(2)]
+    assert frames == [frame_png(0), frame_png(1)]
 
 
 # --- /generate-video, bad input, and what every video gets -----------------------------------
