@@ -283,8 +283,10 @@ def test_a_gateway_killed_mid_video_resumes_it_and_makes_no_shot_twice(
         "queue": {"lease_s": 3600, "takeover_check_s": 0.2},
     }
     shots = [{"prompt": f"harbour at {hour}"} for hour in ("dawn", "noon", "night")]
-    first = GatewayProcess(tmp_path / "data", settings).start()
-    with first.client(TOKEN) as client:
+    with (
+        running(GatewayProcess(tmp_path / "data", settings)) as (first,),
+        first.client(TOKEN) as client,
+    ):
         task_id = client.post("/v1/tasks", json={"prompt": "harbour", "shots": shots}).json()["id"]
 
         def second_shot_submitted() -> bool:
@@ -295,7 +297,7 @@ def test_a_gateway_killed_mid_video_resumes_it_and_makes_no_shot_twice(
             return bool(client.get(f"/v1/tasks/{shot['task_id']}").json()["provider_task_id"])
 
         eventually(second_shot_submitted)
-    first.kill()
+        first.kill()
     assert len(chained_ark.state.jobs()) == 2  # killed mid-video: the third shot not begun
 
     # The same port, so the frame URLs handed out before the crash still work.
