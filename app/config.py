@@ -492,6 +492,19 @@ class CacheSettings(Section):
     ttl_h: float = Field(24.0, ge=0, le=24 * 365)
 
 
+class LongSettings(Section):
+    """Long videos: one request made of several shots (``shots``, or a ``duration_ms`` beyond
+    the provider's longest clip), joined into one video."""
+
+    # The longest video one request may ask for (the sum of its shots).
+    max_duration_ms: int = Field(120_000, ge=1000, le=600_000)
+    # How many shots of one video are made at once when they do not chain (independent).
+    max_parallel_shots: int = Field(4, ge=1, le=20)
+    # New attempts for a shot whose job failed in a way worth retrying (never after an
+    # unknown submit outcome, a rejection or bad parameters).
+    shot_retries: int = Field(1, ge=0, le=3)
+
+
 class Settings(BaseModel):
     """All settings, one typed section per area. Build with :func:`load_settings`."""
 
@@ -519,6 +532,7 @@ class Settings(BaseModel):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     batches: BatchesSettings = Field(default_factory=BatchesSettings)
+    long: LongSettings = Field(default_factory=LongSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -54,6 +54,7 @@ from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
 from app.storage.registry import StorageDeps, build_storage
 from app.tasks.leases import Leases, instance_locks_for, new_instance_id
+from app.tasks.long_video import LongVideos
 from app.tasks.models import Task
 from app.tasks.outbox import WebhookOutbox, resolve_secret
 from app.tasks.pipeline import Pipeline
@@ -224,8 +225,22 @@ def create_app(
                 instance_id=instance_id,
                 on_terminal=on_terminal,
             )
+            stack.push_async_callback(pipeline.extras.aclose)
             runner = LocalRunner(
                 pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
+            )
+            pipeline.long_videos = LongVideos(
+                settings=settings,
+                store=store,
+                providers=providers,
+                storage=storage,
+                prompts=prompts,
+                extras=pipeline.extras,
+                http=http,
+                changes=changes,
+                runner=runner,
+                instance_id=instance_id,
+                lease_s=settings.queue.lease_s,
             )
             service = TaskService(
                 settings=settings,

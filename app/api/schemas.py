@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.prompts.storyboard import MAX_SHOTS
 from app.prompts.variants import MAX_VARIANTS
 
 MAX_REFERENCE_IMAGES = 9  # the most any provider takes (Seedance 2.0)
@@ -38,6 +39,31 @@ AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 TaskStatusWord = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class ShotCreate(BaseModel):
+    """One shot of a long video."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: PromptText = Field(description="What this shot shows (also its subtitle).")
+    duration_ms: int | None = Field(
+        None,
+        ge=500,
+        le=60_000,
+        description="This shot's length (fitted to the provider's clip lengths); unset: an "
+        "even share of duration_ms, else 5000.",
+    )
+    image_url: str | None = Field(
+        None, max_length=10_000_000, description="This shot's first frame (image-to-video)."
+    )
+
+    @field_validator("image_url")
+    @classmethod
+    def _image_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_image_url(value)
+        return value
+
+
 class VideoCreate(BaseModel):
     """Body of ``POST /generate-video`` and ``POST /v1/tasks``."""
 
@@ -45,7 +71,13 @@ class VideoCreate(BaseModel):
 
     prompt: PromptText = Field(description="The idea or the full prompt.")
     aspect_ratio: AspectRatio = "16:9"
-    duration_ms: int = Field(5000, ge=500, le=60_000)
+    duration_ms: int = Field(
+        5000,
+        ge=500,
+        le=600_000,
+        description="Length; beyond the provider's longest clip the video is made of shots "
+        "(up to [long] max_duration_ms, 120000 by default).",
+    )
     fps: int = Field(24, ge=1, le=60)
     provider: str | None = Field(None, max_length=32)
     expand_prompt: bool | None = None
@@ -100,6 +132,31 @@ class VideoCreate(BaseModel):
         description="Provider-specific extras, e.g. Seedance camera_fixed, watermark, "
         'ratio "adaptive" (image-to-video).',
     )
+    shots: list[ShotCreate] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SHOTS,
+        description="A long video, shot by shot (at most 20); joined into one video.",
+    )
+    continuity: Literal["chain", "independent"] | None = Field(
+        None,
+        description="Long videos: chain starts each shot from the previous shot's last frame "
+        "(the default where the provider takes a first frame); independent makes them at once.",
+    )
+    transition: Literal["cut", "fade"] | None = Field(
+        None, description="Long videos: hard cuts (default) or short crossfades between shots."
+    )
+    subtitles: bool | None = Field(
+        None,
+        description="A WebVTT file (subtitles_url): one cue per shot. Default: on for long "
+        "videos, off otherwise (one cue with the prompt when asked).",
+    )
+    burn_subtitles: bool | None = Field(
+        None, description="Long videos: draw the shots' subtitles into the picture."
+    )
+    caption: bool | None = Field(
+        None, description="Write a caption with hashtags for the platform preset (caption)."
+    )
     metadata: dict[str, Any] | None = None
     wait_s: float | None = Field(None, ge=0, le=3600, description="How long /generate-video waits.")
     n: int = Field(1, ge=1, le=MAX_VARIANTS, description="Variants of the idea (POST /v1/tasks).")
@@ -153,6 +210,19 @@ class TaskError(BaseModel):
     retryable: bool
 
 
+class ShotPublic(BaseModel):
+    """One shot of a long video: its own task (``GET /v1/tasks/{task_id}``)."""
+
+    index: int
+    task_id: str | None = Field(description="Unset until the shot's task is created.")
+    prompt: str
+    duration_ms: int
+    status: TaskStatusWord
+    progress: int
+    video_url: str | None
+    error: TaskError | None = None
+
+
 class TaskPublic(BaseModel):
     id: str
     status: TaskStatusWord
@@ -179,6 +249,17 @@ class TaskPublic(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None = None
+    thumbnail_url: str | None = Field(None, description="A poster frame of the video (JPEG).")
+    subtitles_url: str | None = Field(None, description="WebVTT subtitles, one cue per shot.")
+    caption: str | None = Field(
+        None, description="With caption: true, a caption and its hashtags, ready to post."
+    )
+    hashtags: list[str] = Field(default_factory=list, description="The caption's hashtags.")
+    shots: list[ShotPublic] | None = Field(
+        None, description="A long video's shots, in order (null for a single-clip video)."
+    )
+    parent_id: str | None = Field(None, description="A shot's task: its long video's id.")
+    shot_index: int | None = None
     request: dict[str, Any] = Field(
         default_factory=dict,
         description="The request as stored (after platform presets); data: URLs are shortened "
@@ -221,6 +302,9 @@ class VideoResult(BaseModel):
     duration_ms: int
     aspect_ratio: str
     expires_at: dt.datetime
+    thumbnail_url: str | None = None
+    subtitles_url: str | None = None
+    caption: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -9,18 +9,22 @@ waits on pipes), drains stderr as it comes (keeping the first and last 32 KiB, s
 run cannot fill memory or block on a full pipe), kills the process on timeout or
 cancellation, and turns a failure into :class:`~app.errors.MediaError` carrying ffmpeg's own
 last error lines — with every URL reduced to its scheme and host (signed query strings never
-reach a log or an error) and temporary paths reduced to file names.
+reach a log or an error) and temporary paths reduced to file names. Runs started inside
+:func:`low_priority` (work nobody waits for, such as posters) get a higher niceness, so they
+use only the CPU the gateway itself leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -36,6 +40,19 @@ _NOISE = re.compile(
     r"handler_name|vendor_id|major_brand|minor_version|compatible_brands|creation_time|"
     r"Side data|Press \[q\]|Stream mapping|Exiting))",
 )
+
+
+_niceness: contextvars.ContextVar[int] = contextvars.ContextVar("ffmpeg_niceness", default=0)
+
+
+@contextlib.contextmanager
+def low_priority(niceness: int = 15) -> Iterator[None]:
+    """ffmpeg runs started in this context (this asyncio task) run at ``niceness``."""
+    token = _niceness.set(niceness)
+    try:
+        yield
+    finally:
+        _niceness.reset(token)
 
 
 @functools.cache
@@ -135,6 +152,9 @@ async def run_ffmpeg(
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
     )
+    if _niceness.get():
+        with contextlib.suppress(OSError):  # lowering a child's priority needs no rights
+            os.setpriority(os.PRIO_PROCESS, proc.pid, _niceness.get())
     assert proc.stderr is not None
     stderr = proc.stderr
     out = _Tail()

@@ -267,10 +267,12 @@ class PromptService:
         platform: str | None = None,
         max_chars: int = 2000,
         shots: int | None = None,
+        use_llm: bool = True,
     ) -> Storyboard:
         """Shots for a long video of ``prompt`` (``app.prompts.storyboard``): the LLM's
-        storyboard when one is configured, else (or when it fails) the deterministic split.
-        With ``[llm] required = true`` an LLM failure is ``UnavailableError`` instead."""
+        storyboard when one is configured (and ``use_llm``), else (or when it fails) the
+        deterministic split. With ``[llm] required = true`` an LLM failure is
+        ``UnavailableError`` instead."""
         lang = prompt_language(prompt)
         extras = []
         if style:
@@ -278,7 +280,13 @@ class PromptService:
         if platform:
             extras.append(self.platform_preset(platform).framing.get(lang))
         board = await plan_storyboard(
-            prompt, total_ms, limits, llm=self.llm, max_chars=max_chars, extras=extras, shots=shots
+            prompt,
+            total_ms,
+            limits,
+            llm=self.llm if use_llm else None,
+            max_chars=max_chars,
+            extras=extras,
+            shots=shots,
         )
         if board.fallback_reason and self._llm_required:
             raise UnavailableError(

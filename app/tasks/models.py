@@ -78,8 +78,27 @@ class Task:
     lease_until: dt.datetime | None = None
     # When the provider submit began: a submit whose answer was lost is reconciled from here.
     submit_started_at: dt.datetime | None = None
+    # Long videos (app.tasks.long_video): a shot's task names its parent and its place.
+    parent_id: str | None = None
+    shot_index: int | None = None
+    # What comes with a finished video: its poster frame, WebVTT subtitles, platform caption.
+    thumbnail_key: str | None = None
+    subtitles_key: str | None = None
+    caption: dict[str, Any] | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
     # Deleted by its owner: hidden from them, kept for the record (a paid job is never lost).
     deleted_at: dt.datetime | None = None
+
+
+def generated_duration_ms(task: Task) -> int:
+    """The video's length as the provider planned it (``duration_ms``, or frames / fps)."""
+    params = task.params
+    for key in ("duration_ms", "duration_ms_effective"):
+        if isinstance(params.get(key), int | float):
+            return int(params[key])
+    frames, fps = params.get("frames") or params.get("num_frames"), params.get("fps")
+    if isinstance(frames, int) and isinstance(fps, int | float) and fps > 0:
+        return round(frames * 1000 / fps)
+    return int(task.request.get("duration_ms", 5000))

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.errors import (
@@ -36,9 +36,13 @@ from app.providers.base import (
 from app.providers.health import Verdict, verdict
 from app.providers.registry import ProviderRegistry
 from app.storage.base import Storage, new_object_key
+from app.tasks.extras import VideoExtras
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
+
+if TYPE_CHECKING:
+    from app.tasks.long_video import LongVideos
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +144,11 @@ class Pipeline:
         self._on_terminal = on_terminal
         self.slots = ProviderSlots(providers, settings.queue.concurrency)
         self._output_screen = OutputScreen.from_settings(settings, prompts.screener.moderation)
+        self.extras = VideoExtras(
+            store=store, storage=storage, prompts=prompts, work_dir=settings.data_dir / "tmp"
+        )
+        #: Runs long videos (parents of shot tasks); set once the runner exists (app.main).
+        self.long_videos: LongVideos | None = None
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -209,6 +218,9 @@ class Pipeline:
         await cancel_job(self._store, self._providers.get(task.provider), task)
 
     async def _run(self, task: Task) -> None:
+        if self.long_videos is not None and self.long_videos.handles(task):
+            await self.long_videos.run(task, self._update)
+            return
         if task.provider and task.provider_task_id:
             # A job exists (submitted by this or an earlier process): follow it, never again.
             provider = self._providers.get(task.provider)
@@ -543,6 +555,7 @@ class Pipeline:
                 logger.warning("task %s: download broke (%s), retrying", task.id, exc.message)
                 await asyncio.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.0))
         frame_key = await self._store_last_frame(task, provider, status)
+        extras = await self.extras.for_video(task, stored.key)  # what the client asked for
         try:
             await self._update(
                 task.id,
@@ -553,12 +566,16 @@ class Pipeline:
                 video_sha256=stored.sha256,
                 last_frame_key=frame_key,
                 filename=video_filename(task),
+                **extras,
             )
         except _Stop:  # ended or taken over meanwhile: the stored copies are nobody's
             await self._storage.delete(stored.key)
             if frame_key is not None:
                 await self._storage.delete(frame_key)
+            await self.extras.discard(extras)
             raise
+        # The poster is made after the video is published, so it never delays it.
+        self.extras.poster_later(task, stored.key)
 
     async def _store_last_frame(
         self, task: Task, provider: VideoProvider, status: JobStatus

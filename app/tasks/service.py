@@ -31,6 +31,14 @@ from app.prompts.variants import make_variants
 from app.providers.registry import ProviderRegistry
 from app.providers.routing import RouteDecision, choose_route
 from app.storage.base import Storage
+from app.tasks.extras import sidecar_key
+from app.tasks.long_video import (
+    FRAME_SUFFIX,
+    cancel_shots,
+    long_video_spec,
+    present_shots,
+    routing_duration,
+)
 from app.tasks.models import Task, TaskStatus, utcnow
 from app.tasks.pipeline import build_request, cancel_job
 from app.tasks.runner import LocalRunner
@@ -141,6 +149,15 @@ def caller_urls(body: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def caption_text(task: Task) -> str | None:
+    """``caption: true``: the caption as posted (the text, then its hashtags on one line)."""
+    caption = task.caption
+    if not caption or not caption.get("text"):
+        return None
+    tags = " ".join(caption.get("hashtags") or [])
+    return f"{caption['text']}\n{tags}" if tags else str(caption["text"])
+
+
 class TaskService:
     def __init__(
         self,
@@ -196,12 +213,18 @@ class TaskService:
         if body.get("from_draft"):
             body = await self._from_draft(body, owner=owner)
         await self._prompts.screen(body["prompt"])
+        for index, shot in enumerate(body.get("shots") or []):
+            await self._prompts.screen(shot["prompt"], what=f"shots[{index}].prompt")
         task_id = new_task_id()
+        # With shots, the length to route by is theirs unless the client gave one.
+        explicit_duration = (
+            "duration_ms" in explicit if explicit is not None else not body.get("shots")
+        )
         # A platform preset fills in what the client left out, as far as the provider that will
         # serve it can honour; routing may depend on those fields, so the preset is applied for
         # the likely provider, then again if the route lands elsewhere.
         target = body.get("provider") or self._providers.default
-        shaped, warnings = self._shape(body, explicit, target)
+        shaped, warnings = self._shape(body, explicit, target, explicit_duration)
         request = build_request(
             Task(id=task_id, owner=owner, prompt=body["prompt"], request=shaped)
         )
@@ -212,7 +235,7 @@ class TaskService:
             settings=self._settings,
         )
         if route.primary != target and body.get("platform"):
-            shaped, warnings = self._shape(body, explicit, route.primary)
+            shaped, warnings = self._shape(body, explicit, route.primary, explicit_duration)
             request = build_request(
                 Task(id=task_id, owner=owner, prompt=body["prompt"], request=shaped)
             )
@@ -221,6 +244,21 @@ class TaskService:
             self._check_providers(principal, requested=body.get("provider"), chain=route.chain)
             allowed = [name for name in route.chain if principal.may_use(name)]
             route = RouteDecision(chain=allowed, reason=route.reason)
+        # A long video (app.tasks.long_video): shots of lengths the provider makes.
+        long = long_video_spec(
+            body,
+            provider=route.primary,
+            caps=self._providers.get(route.primary).capabilities,
+            settings=self._settings.long,
+            explicit_duration=explicit_duration,
+        )
+        if long is not None:
+            body = {**body, "duration_ms": long.total_ms}
+            warnings = [*warnings, *long.warnings]
+            shot = {**body, "duration_ms": long.durations[0]}  # what the provider is asked
+            request = build_request(
+                Task(id=task_id, owner=owner, prompt=body["prompt"], request=shot)
+            )
         # Fail fast (422) when the chosen provider cannot honour the request at all; note what
         # it will ignore.
         planned = self._providers.get(route.primary).plan(request)
@@ -237,7 +275,12 @@ class TaskService:
             owner=owner,
             prompt=body["prompt"],
             request={k: v for k, v in body.items() if k not in _NOT_HASHED},
-            route={"chain": route.chain, "reason": route.reason, "warnings": warnings},
+            route={
+                "chain": route.chain,
+                "reason": route.reason,
+                "warnings": warnings,
+                **({"long_video": long.route()} if long is not None else {}),
+            },
             provider=route.primary,
             metadata=body.get("metadata") or {},
             callback_url=body.get("callback_url"),
@@ -306,6 +349,9 @@ class TaskService:
         task.video_size = source.video_size
         task.video_sha256 = source.video_sha256
         task.filename = source.filename
+        task.thumbnail_key = source.thumbnail_key
+        task.subtitles_key = source.subtitles_key
+        task.caption = source.caption
         task.cached_from = source.id
         task.lease_owner = task.lease_until = None
         task.finished_at = now
@@ -343,16 +389,23 @@ class TaskService:
         }
 
     def _shape(
-        self, body: dict[str, Any], explicit: Collection[str] | None, provider: str
+        self,
+        body: dict[str, Any],
+        explicit: Collection[str] | None,
+        provider: str,
+        explicit_duration: bool = True,
     ) -> tuple[dict[str, Any], list[str]]:
-        if not body.get("platform"):
-            return body, []
-        return self._prompts.apply_platform(
-            body,
-            explicit=explicit,
-            capabilities=self._providers.get(provider).capabilities,
-            provider=provider,
-        )
+        warnings: list[str] = []
+        if body.get("platform"):
+            body, warnings = self._prompts.apply_platform(
+                body,
+                explicit=explicit,
+                capabilities=self._providers.get(provider).capabilities,
+                provider=provider,
+            )
+        if body.get("shots") and not explicit_duration:
+            body = {**body, "duration_ms": routing_duration(body, explicit_duration=False)}
+        return body, warnings
 
     async def create_group(
         self,
@@ -484,6 +537,11 @@ class TaskService:
             return await self.get(task_id, owner=owner)
         if task.provider and task.provider_task_id and task.provider in self._providers:
             await cancel_job(self._store, self._providers.get(task.provider), updated)
+        if task.route.get("long_video"):  # its shots too, wherever they run
+            for shot in await cancel_shots(
+                self._store, self._providers, self._runner, task.id, changes=self._changes
+            ):
+                await self.on_terminal(shot)
         await self.on_terminal(updated)
         return updated
 
@@ -517,7 +575,14 @@ class TaskService:
             task = await self.cancel(task_id, owner=owner)
         if not await self._store.hide(task.id, owner=owner):
             raise NotFoundError(f"no task {task_id!r}")  # deleted meanwhile
-        for key in (task.video_key, getattr(task, "thumbnail_key", None)):
+        files = [task.video_key, task.last_frame_key, task.thumbnail_key, task.subtitles_key]
+        if task.route.get("long_video") and not task.cached_from:  # and its shots' clips
+            for shot in await self._store.children(task.id):
+                await self._store.hide(shot.id, owner=owner)
+                files += [shot.video_key, shot.last_frame_key]
+                if shot.video_key:  # the last frame the next shot started from, if made here
+                    files.append(sidecar_key(shot.video_key, FRAME_SUFFIX))
+        for key in files:
             if key:
                 try:
                     await self._storage.delete(key)
@@ -535,9 +600,9 @@ class TaskService:
                 )
             key: str = task.video_key
         elif variant == "thumbnail":
-            # Set once the media pipeline makes thumbnails; none before that.
-            thumbnail: str | None = getattr(task, "thumbnail_key", None)
-            if not thumbnail:
+            # Every video gets one (app.tasks.extras), unless making it failed.
+            thumbnail = task.thumbnail_key
+            if task.status is not TaskStatus.SUCCEEDED or not thumbnail:
                 raise NotFoundError(f"task {task.id} has no thumbnail", param="variant")
             key = thumbnail
         else:
@@ -569,7 +634,8 @@ class TaskService:
 
     async def on_terminal(self, task: Task) -> None:
         """A task ended: count it, and deliver its webhook (already in the outbox) now."""
-        self._metrics.finished(task)
+        if task.parent_id is None:  # a long video's shots are parts of one task
+            self._metrics.finished(task)
         if task.callback_url:
             self._wake_webhooks()
 
@@ -580,6 +646,19 @@ class TaskService:
         url = await self._storage.url(task.video_key, expires_s=expires_s)
         return url, utcnow() + dt.timedelta(seconds=expires_s)
 
+    async def sidecar_urls(self, task: Task) -> dict[str, str | None]:
+        """Signed URLs of what is stored next to a finished video (poster, subtitles)."""
+        expires_s = self._settings.storage.url_expires_s
+        urls: dict[str, str | None] = {"thumbnail_url": None, "subtitles_url": None}
+        if task.status is TaskStatus.SUCCEEDED:
+            for name, key in (
+                ("thumbnail_url", task.thumbnail_key),
+                ("subtitles_url", task.subtitles_key),
+            ):
+                if key:
+                    urls[name] = await self._storage.url(key, expires_s=expires_s)
+        return urls
+
     async def present(self, task: Task) -> dict[str, Any]:
         video_url, expires_at = await self.signed_url(task)
         last_frame_url = None
@@ -587,6 +666,7 @@ class TaskService:
             last_frame_url = await self._storage.url(
                 task.last_frame_key, expires_s=self._settings.storage.url_expires_s
             )
+        caption = task.caption or {}
         return {
             "id": task.id,
             "status": task.status.value,
@@ -613,6 +693,17 @@ class TaskService:
             "created_at": task.created_at.isoformat(),
             "updated_at": task.updated_at.isoformat(),
             "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+            **await self.sidecar_urls(task),
+            "caption": caption_text(task),
+            "hashtags": list(caption.get("hashtags") or []),
+            "shots": await present_shots(
+                self._store,
+                self._storage,
+                task,
+                expires_s=self._settings.storage.url_expires_s,
+            ),
+            "parent_id": task.parent_id,
+            "shot_index": task.shot_index,
             "request": public_request(task.request),
         }
 

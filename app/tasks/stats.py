@@ -25,8 +25,8 @@ from app.tasks.store import TaskStore, tasks_table
 
 _C = tasks_table.c
 _LIVE_WORDS = [s.value for s in TaskStatus if not s.is_terminal]
-# The column arrives with long videos; until then every task is a top-level one.
-_TOP_LEVEL: list[sa.ColumnElement[bool]] = [_C.parent_id.is_(None)] if "parent_id" in _C else []
+# A long video's shots (tasks with a parent) are counted as part of it.
+_TOP_LEVEL: list[sa.ColumnElement[bool]] = [_C.parent_id.is_(None)]
 
 
 @dataclass

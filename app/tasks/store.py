@@ -78,6 +78,11 @@ tasks_table = sa.Table(
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_until", sa.DateTime(timezone=True), index=True),
     sa.Column("submit_started_at", sa.DateTime(timezone=True)),
+    sa.Column("parent_id", sa.String(40), index=True),
+    sa.Column("shot_index", sa.Integer),
+    sa.Column("thumbnail_key", sa.String(400)),
+    sa.Column("subtitles_key", sa.String(400)),
+    sa.Column("caption", sa.JSON),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -277,7 +282,10 @@ class TaskStore:
         ``owner=None``: every owner's tasks (admins)."""
 
         def select() -> list[Task]:
-            query = tasks_table.select().where(_COLUMNS.deleted_at.is_(None))
+            # A long video's shots are reached through their parent, never listed on their own.
+            query = tasks_table.select().where(
+                _COLUMNS.deleted_at.is_(None), _COLUMNS.parent_id.is_(None)
+            )
             if owner is not None:
                 query = query.where(_COLUMNS.owner == owner)
             if status is not None:
@@ -305,7 +313,12 @@ class TaskStore:
     ) -> int:
         """How many of ``owner``'s tasks are unfinished (``active``), or were created since
         ``since`` not counting results reused from the cache (quotas)."""
-        query = sa.select(sa.func.count()).select_from(tasks_table).where(_COLUMNS.owner == owner)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(tasks_table)
+            # A long video is one task for quotas, however many shots it is made of.
+            .where(_COLUMNS.owner == owner, _COLUMNS.parent_id.is_(None))
+        )
         if active:
             query = query.where(_LIVE)
         if since is not None:
@@ -363,7 +376,9 @@ class TaskStore:
 
         def select() -> list[Task]:
             c = _COLUMNS
-            query = tasks_table.select().where(c.owner == owner, c.deleted_at.is_(None))
+            query = tasks_table.select().where(
+                c.owner == owner, c.deleted_at.is_(None), c.parent_id.is_(None)
+            )
             if after is not None:
                 if ascending:
                     later = sa.and_(c.created_at == after.created_at, c.id > after.id)
@@ -379,6 +394,55 @@ class TaskStore:
                 return [row_to_task(row) for row in conn.execute(query.limit(limit))]
 
         return await self.run(select)
+
+    async def children(self, parent_id: str) -> list[Task]:
+        """A long video's shot tasks (every attempt), in shot order, oldest attempt first."""
+        query = (
+            tasks_table.select()
+            .where(_COLUMNS.parent_id == parent_id)
+            .order_by(_COLUMNS.shot_index, _COLUMNS.created_at, _COLUMNS.id)
+        )
+
+        def select() -> list[Task]:
+            with self.engine.connect() as conn:
+                return [row_to_task(row) for row in conn.execute(query)]
+
+        return await self.run(select)
+
+    async def create_child(
+        self, task: Task, *, fence: str, lease_s: float
+    ) -> tuple[Task, bool] | None:
+        """Insert a long video's shot task once: ``(task, created)``, the stored row when
+        its id exists already (a restarted parent asks again), or ``None`` when the parent
+        (``task.parent_id``) has ended or is no longer leased to ``fence``.
+
+        The parent's row is read ``FOR SHARE`` (PostgreSQL): a cancel of the parent waits for
+        this insert, so the cancel's cascade sees every shot the parent made."""
+        row = _task_to_row(task)
+        row["lease_owner"] = fence
+        row["lease_until"] = db_later(self.dialect, sa.literal(lease_s))
+        parent = (
+            sa.select(_COLUMNS.id)
+            .where(
+                _COLUMNS.id == task.parent_id,
+                _LIVE,
+                _COLUMNS.lease_owner == fence,
+                _COLUMNS.lease_until > db_now(self.dialect),
+            )
+            .with_for_update(read=True)
+        )
+        insert = tasks_table.insert().values(**row).returning(*tasks_table.c)
+
+        def apply() -> tuple[Task, bool] | None:
+            with self.write() as conn:
+                if conn.execute(parent).first() is None:
+                    return None
+                existing = conn.execute(_SELECT_BY_ID, {"_task_id": task.id}).first()
+                if existing is not None:
+                    return row_to_task(existing), False
+                return row_to_task(conn.execute(insert).one()), True
+
+        return await self.run(apply)
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:
@@ -462,6 +526,27 @@ class TaskStore:
             with self.write() as conn:
                 row = conn.execute(statement).first()
             return row_to_task(row) if row else None
+
+        return await self.run(apply)
+
+    async def record_thumbnail(self, task_id: str, video_key: str, thumbnail_key: str) -> bool:
+        """Record the poster made after a video was published (``app.tasks.extras``): only
+        on the succeeded task whose video it is; whether it was written."""
+        statement = (
+            tasks_table.update()
+            .where(
+                _COLUMNS.id == task_id,
+                _COLUMNS.status == TaskStatus.SUCCEEDED.value,
+                _COLUMNS.video_key == video_key,
+                _COLUMNS.deleted_at.is_(None),
+            )
+            .values(thumbnail_key=thumbnail_key, updated_at=utcnow())
+            .returning(_COLUMNS.id)
+        )
+
+        def apply() -> bool:
+            with self.write() as conn:
+                return conn.execute(statement).first() is not None
 
         return await self.run(apply)
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from app.api.errors import install_error_handlers
 from app.errors import RateLimitedError
-from tests.conftest import GatewayFactory, LiveGateway
+from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.emulators.server import serve_in_thread
 from tests.fakes import ControlledProvider
 from tests.mp4 import probe
@@ -85,9 +85,12 @@ def test_create_and_poll_makes_a_real_mp4(gateway: LiveGateway, tmp_path: Path) 
     info = probe(path)
     assert info.codec == "h264" and info.frames == 96 and info.width < info.height
 
-    # No thumbnails are made yet: 404 in OpenAI's shape, nothing made up.
+    # Every video has a poster frame (made just after it); no sprite sheets: 404.
+    eventually(lambda: bool(gateway.client.get(f"/v1/tasks/{task['id']}").json()["thumbnail_url"]))
+    poster = client.videos.download_content(video.id, variant="thumbnail").read()
+    assert Image.open(io.BytesIO(poster)).format == "JPEG"
     with pytest.raises(openai.NotFoundError) as missing:
-        client.videos.download_content(video.id, variant="thumbnail")
+        client.videos.download_content(video.id, variant="spritesheet")
     assert missing.value.body["param"] == "variant"  # type: ignore[index]
 
 

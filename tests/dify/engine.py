@@ -31,7 +31,8 @@ MAIN = ROOT / "dify_workflow.yml"
 GATEWAY_EXPANDS = ROOT / "dify" / "video_gateway_expands.yml"
 POLLING = ROOT / "dify" / "video_async_polling.yml"
 CHATFLOW = ROOT / "dify" / "video_chatflow.yml"
-ALL_FILES = (MAIN, GATEWAY_EXPANDS, POLLING, CHATFLOW)
+LONG_STORY = ROOT / "dify" / "video_long_story.yml"
+ALL_FILES = (MAIN, GATEWAY_EXPANDS, POLLING, CHATFLOW, LONG_STORY)
 #: Uses the Dify plugin's tool node (its credentials, no environment variables).
 PLUGIN_WORKFLOW = ROOT / "dify" / "video_plugin.yml"
 

@@ -440,7 +440,7 @@ def test_the_plugin_workflow_takes_the_fail_branch_with_the_gateways_reason(
         engine.PLUGIN_WORKFLOW,
         base_url=live_gateway.base_url,
         token=live_gateway.token,
-        inputs={"prompt": "a cat", "duration": 99},  # the gateway takes at most 60 s
+        inputs={"prompt": "a cat", "duration": 999},  # the gateway takes at most 600 s
         plugin_dir=package["unpacked"],
     )
 

@@ -31,6 +31,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +187,11 @@ class ArkState:
     slow_answer_s: float = 0.0
     slow_answers: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    # A video of its own for a job (e.g. a different clip per shot of a long video); None:
+    # the shared ``videos``.
+    video_of: Callable[[EmulatedTask], bytes | None] | None = None
+    # A last frame of its own for a job (return_last_frame); None: LAST_FRAME_PNG.
+    frame_of: Callable[[EmulatedTask], bytes | None] | None = None
 
     def fail_next(
         self,
@@ -654,6 +660,10 @@ def create_app(state: ArkState | None = None) -> FastAPI:
 
     @app.get("/videos/{name}")
     async def video(name: str, request: Request) -> Response:
+        task = state.tasks.get(name.removesuffix(".mp4"))
+        own = state.video_of(task) if state.video_of is not None and task is not None else None
+        if own is not None:
+            return await Videos(own).serve(request)
         return await state.videos.serve(request)
 
     @app.get("/frames/{name}")
@@ -661,6 +671,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         if state.frames_gone:
             return Response(b"NoSuchKey", status_code=404)
         state.frames_served += 1
-        return Response(LAST_FRAME_PNG, media_type="image/png")
+        task = state.tasks.get(name.removesuffix(".png"))
+        own = state.frame_of(task) if state.frame_of is not None and task is not None else None
+        return Response(own or LAST_FRAME_PNG, media_type="image/png")
 
     return app

@@ -109,7 +109,7 @@ def test_seedance_errors_reach_the_client_translated(
 ) -> None:
     overrides = {"seedance": seedance_cfg(ark_emu, **extra), "providers": {"default": "seedance"}}
     with gateway_factory(overrides) as gw:
-        response = generate(gw, prompt=prompt, duration_ms=15000)
+        response = generate(gw, prompt=prompt, duration_ms=12000)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and needle in error["message"]

@@ -37,7 +37,7 @@ def test_restart_during_a_preview_render_still_ends_with_a_video(
     gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "shared-data"
-    body = {"prompt": "long render", "duration_ms": 20_000, "fps": 30}
+    body = {"prompt": "long render", "duration_ms": 12_000, "fps": 50}
     with gateway_factory(data_dir=data_dir) as first:
         task = first.client.post("/v1/tasks", json=body).json()
         rendering = first.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)

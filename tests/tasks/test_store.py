@@ -28,9 +28,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def make_task(owner: str = "owner-a", **fields: object) -> Task:
-    return Task(
-        id=f"vt_{uuid.uuid4().hex}", owner=owner, prompt="p", request={"prompt": "p"}, **fields
-    )  # type: ignore[arg-type]
+    fields.setdefault("id", f"vt_{uuid.uuid4().hex}")
+    return Task(owner=owner, prompt="p", request={"prompt": "p"}, **fields)  # type: ignore[arg-type]
 
 
 async def expire_lease(store: TaskStore, task_id: str) -> None:
@@ -145,3 +144,24 @@ async def test_claims_take_released_dead_and_expired_tasks_once(store: TaskStore
     await store.release("me")
     handed = {t.id for t in await store.claim("other", lease_s=30)}
     assert handed >= set(claimed)
+
+
+async def test_a_shot_task_is_created_once_and_only_under_a_live_parent_we_hold(
+    store: TaskStore,
+) -> None:
+    parent, _ = await store.create(make_task(lease_owner="me"), lease_s=60)
+
+    def shot(index: int) -> Task:
+        return make_task(id=f"{parent.id}-{index:02d}", parent_id=parent.id, shot_index=index)
+
+    made = await store.create_child(shot(0), fence="me", lease_s=60)
+    assert made is not None and made[1] and made[0].lease_owner == "me"
+    again = await store.create_child(shot(0), fence="me", lease_s=60)
+    assert again is not None and not again[1] and again[0].id == made[0].id
+    assert await store.create_child(shot(1), fence="someone-else", lease_s=60) is None
+    await store.update(parent.id, status=TaskStatus.CANCELLED)
+    assert await store.create_child(shot(1), fence="me", lease_s=60) is None
+    assert [t.id for t in await store.children(parent.id)] == [made[0].id]
+    # Shots are parts of their video: never listed or counted on their own.
+    assert [t.id for t in await store.list_for(owner="owner-a")] == [parent.id]
+    assert await store.count_for("owner-a") == 1

@@ -47,7 +47,8 @@ def _video_body(*, with_wait: bool) -> dict[str, Any]:
         _field("duration_ms"): {
             "type": "integer",
             "default": 5000,
-            "description": "Length in milliseconds (500-60000).",
+            "description": "Length in milliseconds (500-120000; beyond one clip the video "
+            "is made of shots and joined).",
         },
         _field("fps"): {"type": "integer", "default": 24, "description": "Frames per second."},
         _field("expand_prompt"): {

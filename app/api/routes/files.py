@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from app.api.deps import StorageDep
 from app.errors import NotFoundError
+from app.media.files import content_type_for
 from app.storage.local import LocalStorage
 
 router = APIRouter(tags=["files"])
@@ -22,10 +22,9 @@ async def get_file(
     exp: Annotated[str | None, Query()] = None,
     sig: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
-    """Serve a stored file (a video, its last frame, an image uploaded for a provider to fetch)
-    when the URL's signature is valid and unexpired."""
+    """Serve a stored file (a video, its poster, subtitles or last frame, an image uploaded for
+    a provider to fetch) when the URL's signature is valid and unexpired."""
     if not isinstance(storage, LocalStorage):
         raise NotFoundError("this gateway does not serve files itself")
     path = storage.verify(key, exp, sig)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    return FileResponse(path, media_type=content_type_for(path), filename=path.name)

@@ -12,23 +12,12 @@ from app.api.errors import app_error_response
 from app.api.routes.tasks import IdempotencyKey, task_fields
 from app.api.schemas import AUTH_ERRORS, TaskAccepted, VideoCreate, VideoResult, error_responses
 from app.errors import ConflictError, ValidationError
-from app.tasks.models import Task, TaskStatus
+from app.tasks.models import TaskStatus, generated_duration_ms
 from app.tasks.pipeline import stored_error
+from app.tasks.service import caption_text
 from app.urls import base_url
 
 router = APIRouter(tags=["videos"])
-
-
-def generated_duration_ms(task: Task) -> int:
-    """The video's length as the provider planned it (``duration_ms``, or frames / fps)."""
-    params = task.params
-    for key in ("duration_ms", "duration_ms_effective"):
-        if isinstance(params.get(key), int | float):
-            return int(params[key])
-    frames, fps = params.get("frames") or params.get("num_frames"), params.get("fps")
-    if isinstance(frames, int) and isinstance(fps, int | float) and fps > 0:
-        return round(frames * 1000 / fps)
-    return int(task.request.get("duration_ms", 5000))
 
 
 @router.post(
@@ -72,6 +61,8 @@ async def generate_video(
             "duration_ms": generated_duration_ms(task),
             "aspect_ratio": task.request.get("aspect_ratio", body.aspect_ratio),
             "expires_at": expires_at,
+            **await tasks.sidecar_urls(task),
+            "caption": caption_text(task),
         }
     if task.status is TaskStatus.FAILED:
         return app_error_response(stored_error(task), task_id=task.id)
