@@ -25,11 +25,12 @@ asked again.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from app.status import Status
 
 if TYPE_CHECKING:
     from app.errors import AppError
@@ -63,16 +64,9 @@ class GenerationRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+#: A provider job's state: the same enum as a task's status (``app.status``), so a job's end
+#: is its task's end without a mapping.
+JobState = Status
 
 
 @dataclass(frozen=True, kw_only=True)
