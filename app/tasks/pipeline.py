@@ -34,6 +34,7 @@ from app.providers.base import (
     VideoProvider,
 )
 from app.providers.health import Verdict, verdict
+from app.providers.polling import JobPoller, Pollers
 from app.providers.registry import ProviderRegistry
 from app.storage.base import Storage, new_object_key
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
@@ -42,9 +43,6 @@ from app.tasks.store import TaskStore
 
 logger = logging.getLogger(__name__)
 
-POLL_FIRST_S = 0.5
-POLL_MAX_S = 10.0
-POLL_GROWTH = 1.5
 RELAY_ATTEMPTS = 3
 FIND_EVERY_S = 5.0
 
@@ -140,6 +138,8 @@ class Pipeline:
         self._on_terminal = on_terminal
         self.slots = ProviderSlots(providers, settings.queue.concurrency)
         self._output_screen = OutputScreen.from_settings(settings, prompts.screener.moderation)
+        self.pollers = Pollers()
+        self._watching: dict[str, tuple[JobPoller, str]] = {}
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -482,42 +482,64 @@ class Pipeline:
         return task.created_at + dt.timedelta(seconds=seconds)
 
     async def _wait_for_job(self, task: Task, provider: VideoProvider) -> JobStatus:
+        """Follow the job through this process's poller for its provider (batched reads,
+        woken at once by a provider callback) until it ends or the deadline passes."""
         provider_task_id = task.provider_task_id
         assert provider_task_id is not None
         deadline = self._deadline(task, provider)
-        interval = POLL_FIRST_S
+        poller = self.pollers.of(provider)
+        started = task.submit_started_at or task.updated_at
+        age_s = max(0.0, (utcnow() - started).total_seconds())
+        self._watching[task.id] = (poller, provider_task_id)
+        seen: JobStatus | None = None
         last: tuple[str | None, int] = (task.provider_status, task.progress)
-        while True:
-            status = await provider.poll(provider_task_id)
-            progress = max(task.progress, min(99, status.progress or 0))
-            if status.state is JobState.SUCCEEDED:
-                # One write: the provider's last word and the start of the relay.
-                await self._update(
-                    task.id,
-                    provider_status=status.provider_status,
-                    progress=progress,
-                    stage=TaskStage.DOWNLOADING,
+        try:
+            while True:
+                remaining = (deadline - utcnow()).total_seconds()
+                if remaining <= 0:
+                    with contextlib.suppress(AppError):
+                        await provider.cancel(provider_task_id)
+                    raise ProviderTimeoutError(
+                        f"{provider.name} did not finish before the deadline",
+                        provider=provider.name,
+                        retryable=False,
+                    )
+                status = await poller.next(
+                    provider_task_id, after=seen, wait_s=remaining, age_s=age_s
                 )
-                return status
-            if (status.provider_status, progress) != last:
-                last = (status.provider_status, progress)
-                task = await self._update(
-                    task.id, provider_status=status.provider_status, progress=progress
-                )
-            if status.state.is_terminal:
-                return status
-            remaining = (deadline - utcnow()).total_seconds()
-            if remaining <= 0:
-                with contextlib.suppress(AppError):
-                    await provider.cancel(provider_task_id)
-                raise ProviderTimeoutError(
-                    f"{provider.name} did not finish before the deadline",
-                    provider=provider.name,
-                    retryable=False,
-                )
-            wait = status.poll_after_s if status.poll_after_s is not None else interval
-            await self._nudges.wait(task.id, min(wait, remaining))
-            interval = min(POLL_MAX_S, interval * POLL_GROWTH)
+                if status is None:
+                    continue
+                seen = status
+                progress = max(task.progress, min(99, status.progress or 0))
+                if status.state is JobState.SUCCEEDED:
+                    # One write: the provider's last word and the start of the relay.
+                    await self._update(
+                        task.id,
+                        provider_status=status.provider_status,
+                        progress=progress,
+                        stage=TaskStage.DOWNLOADING,
+                        generated_at=utcnow(),
+                    )
+                    return status
+                if (status.provider_status, progress) != last:
+                    last = (status.provider_status, progress)
+                    task = await self._update(
+                        task.id, provider_status=status.provider_status, progress=progress
+                    )
+                if status.state.is_terminal:
+                    return status
+        finally:
+            self._watching.pop(task.id, None)
+            poller.forget(provider_task_id)
+
+    def nudge(self, task_id: str) -> None:
+        """Look at this task's job now (a provider callback arrived)."""
+        watching = self._watching.get(task_id)
+        if watching is not None:
+            poller, job_id = watching
+            poller.nudge(job_id)
+        else:  # still submitting, or reconciling a lost create
+            self._nudges.fire(task_id)
 
     async def _rehost(self, task: Task, provider: VideoProvider, status: JobStatus) -> None:
         provider_task_id = task.provider_task_id

@@ -99,7 +99,7 @@ class LocalRunner:
 
     def nudge(self, task_id: str) -> None:
         """Look at this task's provider job now (e.g. a provider callback arrived)."""
-        self._nudges.fire(task_id)
+        self._pipeline.nudge(task_id)
 
     @property
     def active(self) -> int:
