@@ -53,6 +53,7 @@ from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
 from app.storage.registry import StorageDeps, build_storage
+from app.tasks.events import TaskEvents
 from app.tasks.leases import Leases, instance_locks_for, new_instance_id
 from app.tasks.models import Task
 from app.tasks.outbox import WebhookOutbox, resolve_secret
@@ -224,6 +225,9 @@ def create_app(
                 instance_id=instance_id,
                 on_terminal=on_terminal,
             )
+            stack.push_async_callback(pipeline.pollers.aclose)
+            events = TaskEvents(store)
+            stack.push_async_callback(events.aclose)
             runner = LocalRunner(
                 pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
             )
@@ -265,6 +269,7 @@ def create_app(
             metrics.on_scrape(lambda: _count_webhooks(webhooks, metrics))
             app.state.http = http
             app.state.webhooks = webhooks
+            app.state.events = events
             webhooks.start()
             app.state.guarded_http = guarded
             default = providers.get(providers.default)
@@ -276,6 +281,7 @@ def create_app(
             if settings.limits.storage != "memory":
                 checks["limiter"] = limiter.check
             app.state.readiness = Readiness(checks)
+            events.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
             await feeder.start()

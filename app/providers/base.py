@@ -133,7 +133,10 @@ class Capabilities:
     reference_images: int = 0
     negative_prompt: bool = False
     max_prompt_chars: int = 2000
-    max_concurrency: int = 4
+    # Jobs at once (None: no cap here). A shared limit is the account's: counted in the
+    # database across replicas; otherwise it is this process's own.
+    max_concurrency: int | None = 4
+    shared_limit: bool = False
     aspect_ratios: frozenset[str] = frozenset(ASPECT_RATIOS)
     # Submitting the same task id twice makes one job (re-sending after a lost answer is safe).
     idempotent_submit: bool = False

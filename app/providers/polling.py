@@ -231,6 +231,15 @@ class JobPoller:
             if gap:
                 chunks = chunks[:1]
                 self._next_call = max(now, self._next_call) + gap
+            if size > 1 and len(chunks[-1]) < size:
+                # A batch read costs the same with more ids: take the jobs due next along,
+                # which also brings every job onto one read cycle.
+                taken = {id(w) for w in chunks[-1]}
+                later = sorted(
+                    (w for w in self._jobs.values() if not w.reading and id(w) not in taken),
+                    key=lambda w: w.due,
+                )
+                chunks[-1] = chunks[-1] + later[: size - len(chunks[-1])]
             for chunk in chunks:
                 for watched in chunk:
                     watched.reading = True

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from app.config import Settings
@@ -44,6 +45,8 @@ from app.tasks.store import TaskStore
 logger = logging.getLogger(__name__)
 
 RELAY_ATTEMPTS = 3
+#: How often a task waiting for a slot looks again (a slot freed in this process wakes it).
+SLOT_RECHECK_S = 1.0
 FIND_EVERY_S = 5.0
 
 
@@ -79,18 +82,44 @@ def video_filename(task: Task, now: dt.datetime | None = None) -> str:
 
 
 class ProviderSlots:
-    """A concurrency bound per provider (``[queue] concurrency`` or the provider's own cap)."""
+    """How many jobs each provider may have at once, and where that is counted.
+
+    * no cap (``max_concurrency`` None, e.g. Seedance by default: Ark queues over the account's
+      running limit itself, so holding jobs here would only add latency);
+    * a *shared* cap (the account's, e.g. ``[seedance] max_running``): counted in the database
+      across every replica (``TaskStore.take_slot``), in ``shared``;
+    * a local cap (a process's own resources, or ``[queue] concurrency``): a FIFO semaphore here.
+
+    A task waiting for a slot is ``queued`` with its ``queue_position``.
+    """
 
     def __init__(self, registry: ProviderRegistry, overrides: dict[str, int]) -> None:
-        self._slots = {
-            name: asyncio.Semaphore(
-                overrides.get(name, registry.get(name).capabilities.max_concurrency)
-            )
-            for name in registry.names()
-        }
+        self.shared: dict[str, int] = {}
+        self._local: dict[str, asyncio.Semaphore] = {}
+        self.waiting: dict[str, list[str]] = {}
+        for name in registry.names():
+            caps = registry.get(name).capabilities
+            cap = overrides.get(name, caps.max_concurrency)
+            if cap is None:
+                continue
+            if caps.shared_limit and name not in overrides:
+                self.shared[name] = cap
+            else:
+                self._local[name] = asyncio.Semaphore(cap)
+                self.waiting[name] = []
 
-    def __call__(self, name: str) -> asyncio.Semaphore:
-        return self._slots[name]
+    def local(self, name: str) -> asyncio.Semaphore | None:
+        return self._local.get(name)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        """This process's slot of ``name`` (if it has local slots), without showing a queue."""
+        semaphore = self._local.get(name)
+        if semaphore is None:
+            yield
+            return
+        async with semaphore:
+            yield
 
 
 class _Stop(Exception):  # noqa: N818 (a signal, not an error)
@@ -139,6 +168,7 @@ class Pipeline:
         self.slots = ProviderSlots(providers, settings.queue.concurrency)
         self._output_screen = OutputScreen.from_settings(settings, prompts.screener.moderation)
         self.pollers = Pollers()
+        self._slot_freed: Signals[None] = Signals()
         self._watching: dict[str, tuple[JobPoller, str]] = {}
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
@@ -149,6 +179,8 @@ class Pipeline:
             if current is None or current.status.is_terminal:
                 raise TaskCancelledError(task_id)
             raise LeaseLostError(task_id)
+        if ("stage" in changes or "status" in changes) and updated.provider:
+            self._slot_freed.fire(updated.provider)  # maybe a slot freed up: look again
         if updated.status.is_terminal:
             self._changes.fire(task_id, updated)  # waiters only care about the end
             if self._on_terminal is not None:
@@ -213,13 +245,13 @@ class Pipeline:
             # A job exists (submitted by this or an earlier process): follow it, never again.
             provider = self._providers.get(task.provider)
             await provider.resume(task.provider_task_id, build_request(task))
-            async with self.slots(task.provider):
+            async with self.slots.hold(task.provider):
                 await self._finish_job(task, provider)
             return
         if task.provider and task.provider_status in (SUBMITTING, OUTCOME_UNKNOWN):
             # An earlier process died (or lost the answer) while submitting: the job may exist.
             provider = self._providers.get(task.provider)
-            async with self.slots(task.provider):
+            async with self.slots.hold(task.provider):
                 task = await self._recover_submit(task, provider)
                 await self._finish_job(task, provider)
             return
@@ -274,21 +306,9 @@ class Pipeline:
         chain_len = len(task.route.get("chain") or [name])
         request = build_request(task)
         params = provider.plan(request)
-        async with self.slots(name):
-            # Marked before the call, so whoever finds this task after a crash knows a job
-            # may exist; running from here on.
-            task = await self._update(
-                task.id,
-                status=TaskStatus.RUNNING,
-                stage=TaskStage.GENERATING,
-                expanded_by=task.expanded_by,
-                request=task.request,
-                provider=name,
-                params=params,
-                route={**task.route, "provider": name} if index else task.route,
-                provider_status=SUBMITTING,
-                submit_started_at=utcnow(),
-            )
+        running = functools.partial(self._running, task, name, params, index)
+        async with self._local_slot(task, name) as task:
+            task = await self._take_slot(task, name, running)
             try:
                 return await self._submit(task, provider, request), None
             except ProviderOutcomeUnknownError as exc:
@@ -313,6 +333,80 @@ class Pipeline:
                     provider_status=f"{name} refused: {exc.code}",
                 )
                 return task, exc
+
+    @staticmethod
+    def _running(task: Task, name: str, params: dict[str, Any], index: int) -> dict[str, Any]:
+        # Marked before the call, so whoever finds this task after a crash knows a job may
+        # exist; running from here on.
+        return {
+            "status": TaskStatus.RUNNING,
+            "stage": TaskStage.GENERATING,
+            "expanded_by": task.expanded_by,
+            "request": task.request,
+            "provider": name,
+            "params": params,
+            "route": {**task.route, "provider": name} if index else task.route,
+            "provider_status": SUBMITTING,
+            "submit_started_at": utcnow(),
+            "queue_position": None,
+        }
+
+    @contextlib.asynccontextmanager
+    async def _local_slot(self, task: Task, name: str) -> AsyncIterator[Task]:
+        """Wait for this process's slot of ``name`` (if it caps locally), shown as queued."""
+        semaphore = self.slots.local(name)
+        if semaphore is None:
+            yield task
+            return
+        if semaphore.locked():
+            line = self.slots.waiting[name]
+            line.append(task.id)
+            try:
+                position = 0
+                while True:
+                    if line.index(task.id) + 1 != position:
+                        position = line.index(task.id) + 1
+                        task = await self._queued(task, position)
+                    try:
+                        async with asyncio.timeout(SLOT_RECHECK_S):
+                            await semaphore.acquire()
+                        break
+                    except TimeoutError:
+                        continue
+            finally:
+                line.remove(task.id)
+        else:
+            await semaphore.acquire()
+        try:
+            yield task
+        finally:
+            semaphore.release()
+
+    async def _take_slot(self, task: Task, name: str, changes: Callable[[], Any]) -> Task:
+        """Move the task to running at ``name``; with a shared cap, only once a slot is free
+        across every replica (the place in line shown as ``queue_position`` meanwhile)."""
+        limit = self.slots.shared.get(name)
+        if limit is None:
+            return await self._update(task.id, **changes())
+        position = 0
+        while True:
+            taken, place = await self._store.take_slot(
+                task.id, changes(), fence=self._me, provider=name, limit=limit
+            )
+            if taken is not None:
+                self._slot_freed.fire(name)  # the next in line may move up
+                return taken
+            if place == 0:
+                await self._update(task.id)  # raises: ended, or no longer ours
+            if place != position:
+                position = place
+                task = await self._queued(task, position)
+            await self._slot_freed.wait(name, SLOT_RECHECK_S)
+
+    async def _queued(self, task: Task, position: int) -> Task:
+        return await self._update(
+            task.id, status=TaskStatus.QUEUED, stage=None, queue_position=position
+        )
 
     async def _submit(
         self, task: Task, provider: VideoProvider, request: GenerationRequest

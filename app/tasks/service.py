@@ -33,6 +33,7 @@ from app.providers.routing import RouteDecision, choose_route
 from app.storage.base import Storage
 from app.tasks.models import Task, TaskStatus, utcnow
 from app.tasks.pipeline import build_request, cancel_job
+from app.tasks.progress import ProgressEstimator
 from app.tasks.runner import LocalRunner
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
@@ -168,6 +169,7 @@ class TaskService:
         self._metrics = metrics
         self._url_policy = url_policy or UrlPolicy()
         self._quotas = quotas or QuotaGuard(store)
+        self.progress = ProgressEstimator(store)
 
     async def create(
         self,
@@ -587,11 +589,15 @@ class TaskService:
             last_frame_url = await self._storage.url(
                 task.last_frame_key, expires_s=self._settings.storage.url_expires_s
             )
+        live = await self.progress.of(task)
         return {
             "id": task.id,
             "status": task.status.value,
             "stage": task.stage.value if task.stage else None,
-            "progress": task.progress,
+            "progress": live.progress,
+            "progress_estimated": live.estimated,
+            "eta_s": round(live.eta_s, 1) if live.eta_s is not None else None,
+            "queue_position": task.queue_position if task.status is TaskStatus.QUEUED else None,
             "provider": task.provider,
             "provider_task_id": task.provider_task_id,
             "provider_status": task.provider_status,
