@@ -27,6 +27,7 @@ from app.api.routes import (
     console,
     dify,
     dify_workflows,
+    events,
     files,
     health,
     mcp,
@@ -226,8 +227,8 @@ def create_app(
                 on_terminal=on_terminal,
             )
             stack.push_async_callback(pipeline.pollers.aclose)
-            events = TaskEvents(store)
-            stack.push_async_callback(events.aclose)
+            task_events = TaskEvents(store)
+            stack.push_async_callback(task_events.aclose)
             runner = LocalRunner(
                 pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
             )
@@ -243,6 +244,7 @@ def create_app(
                 wake_webhooks=webhooks.wake,
                 url_policy=policy,
                 quotas=QuotaGuard(store),
+                events=task_events,
             )
             feeder = BatchFeeder(
                 store=BatchStore(store),
@@ -269,7 +271,7 @@ def create_app(
             metrics.on_scrape(lambda: _count_webhooks(webhooks, metrics))
             app.state.http = http
             app.state.webhooks = webhooks
-            app.state.events = events
+            app.state.events = task_events
             webhooks.start()
             app.state.guarded_http = guarded
             default = providers.get(providers.default)
@@ -281,7 +283,7 @@ def create_app(
             if settings.limits.storage != "memory":
                 checks["limiter"] = limiter.check
             app.state.readiness = Readiness(checks)
-            events.start()
+            task_events.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
             await feeder.start()
@@ -316,8 +318,8 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     routers = (
-        health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
-        admin, videos_openai, batches, admin_stats, me,
+        health, videos, tasks, events, prompts, providers, files, callbacks, dify, dify_workflows,
+        console, admin, videos_openai, batches, admin_stats, me,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

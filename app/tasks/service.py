@@ -31,6 +31,7 @@ from app.prompts.variants import make_variants
 from app.providers.registry import ProviderRegistry
 from app.providers.routing import RouteDecision, choose_route
 from app.storage.base import Storage
+from app.tasks.events import Event, TaskEvents
 from app.tasks.models import Task, TaskStatus, utcnow
 from app.tasks.pipeline import build_request, cancel_job
 from app.tasks.progress import ProgressEstimator
@@ -157,7 +158,9 @@ class TaskService:
         wake_webhooks: Callable[[], None] = lambda: None,
         url_policy: UrlPolicy | None = None,
         quotas: QuotaGuard | None = None,
+        events: TaskEvents | None = None,
     ) -> None:
+        self._events = events or TaskEvents(store)
         self._settings = settings
         self._store = store
         self._runner = runner
@@ -503,6 +506,18 @@ class TaskService:
             if recorded.status is TaskStatus.CANCELLED and provider in self._providers:
                 await cancel_job(self._store, self._providers.get(provider), recorded)
         self._runner.nudge(task_id)
+
+    def follow(self, task: Task, *, after: int | None) -> AsyncIterator[Event]:
+        """The task's events after ``after`` (None: from its current state), live, ending
+        with the terminal event (``app.tasks.events``)."""
+
+        async def load() -> Task:
+            fresh = await self._store.get(task.id)
+            if fresh is None:
+                raise NotFoundError(f"no task {task.id!r}")
+            return fresh
+
+        return self._events.follow(task.id, after=after, load=load, present=self.present)
 
     def nudge(self, task_id: str) -> None:
         """Look at this task's provider job now (a hint, e.g. from a provider callback)."""
