@@ -220,13 +220,19 @@ class JobPoller:
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
                 continue
+            size = max(1, policy.batch) if hasattr(self.provider, "poll_many") else 1
+            if gap and len(self._reads) >= (1 if size > 1 else max(1, int(policy.max_rps or 1))):
+                # Under a rate, reads go out one after another (a batch read in flight answers
+                # for many jobs; what is nudged meanwhile goes into the next one), so a slow
+                # provider is never sent a burst that piled up behind it.
+                await self._wake.wait()
+                continue
             if gap and now < self._next_call:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._next_call - now):
                         # A nudge may reorder what goes first; the rate still holds.
                         await self._wake.wait()
                 continue
-            size = max(1, policy.batch) if hasattr(self.provider, "poll_many") else 1
             chunks = [due[i : i + size] for i in range(0, len(due), size)]
             if gap:
                 chunks = chunks[:1]
@@ -246,10 +252,15 @@ class JobPoller:
                     watched.nudged = False
                 read = asyncio.create_task(self._read(chunk))
                 self._reads.add(read)
-                read.add_done_callback(self._reads.discard)
+                read.add_done_callback(self._read_done)
             await asyncio.sleep(0)
 
+    def _read_done(self, read: asyncio.Task[None]) -> None:
+        self._reads.discard(read)
+        self._wake.set()
+
     async def _read(self, chunk: list[_Watched]) -> None:
+        started = self._clock()  # the next read is due an interval after this one began
         try:
             async with self._parallel:
                 statuses = await self._fetch([w.job_id for w in chunk])
@@ -268,7 +279,7 @@ class JobPoller:
             watched.reading = False
             status = statuses.get(watched.job_id)
             if status is not None:
-                self._seen(watched, status, now)
+                self._seen(watched, status, now, started)
             elif isinstance(statuses, _Partial):
                 self._failed(watched, statuses.errors[watched.job_id])
         self._wake.set()
@@ -294,7 +305,7 @@ class JobPoller:
                 errors[job_id] = exc
         return _Partial(found, errors) if errors else found
 
-    def _seen(self, watched: _Watched, status: JobStatus, now: float) -> None:
+    def _seen(self, watched: _Watched, status: JobStatus, now: float, started: float) -> None:
         watched.failures = 0
         previous, watched.last = watched.last, status
         if self.policy.adaptive:
@@ -302,7 +313,7 @@ class JobPoller:
             watched.due = now + (hint if hint is not None else watched.interval)
             watched.interval = min(ADAPTIVE_MAX_S, watched.interval * ADAPTIVE_GROWTH)
         else:
-            watched.due = now + self.policy.interval_s
+            watched.due = max(now, started + self.policy.interval_s)
         if status.state.is_terminal:
             watched.due = float("inf")  # nothing more to read
             if previous is None or not previous.state.is_terminal:

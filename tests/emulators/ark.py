@@ -519,6 +519,7 @@ def create_app(state: ArkState | None = None) -> FastAPI:
     async def send_callbacks(task: EmulatedTask, base_url: str) -> None:
         assert task.callback_url is not None
         seen: str | None = None
+        changes = (task.created + state.queued_s, task.created + state.queued_s + state.running_s)
         async with httpx.AsyncClient(timeout=5.0) as client:
             for _ in range(200):
                 word = status_of(task)
@@ -531,7 +532,10 @@ def create_app(state: ArkState | None = None) -> FastAPI:
                         state.callbacks_sent.append((task.id, word, 0))
                 if word in ("succeeded", "failed", "expired", "cancelled"):
                     return
-                await asyncio.sleep(0.02)
+                # Sleep until the next change (a cancel is noticed within 0.5 s).
+                now = time.monotonic()
+                upcoming = [at - now for at in changes if at > now]
+                await asyncio.sleep(min([0.5, *upcoming]) + 0.001)
 
     @app.post("/contents/generations/tasks")
     async def create(request: Request) -> Response:
