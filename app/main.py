@@ -232,6 +232,7 @@ def create_app(
             runner = LocalRunner(
                 pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
             )
+            task_events.on_nudge = runner.nudge
             service = TaskService(
                 settings=settings,
                 store=store,

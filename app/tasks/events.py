@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHANNEL = "vgw_task_events"
+#: "Look at this task's job now", for the replica working on it (a provider callback arrived
+#: at another one).
+NUDGE_CHANNEL = "vgw_task_nudges"
 RECHECK_S = 2.0
 KEEP_H = 24.0
 PRUNE_EVERY_S = 600.0
@@ -155,6 +158,8 @@ class TaskEvents:
         self._subscribers: dict[str, set[_Subscription]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called with a task id when another replica asks this one to look at its job.
+        self.on_nudge: Callable[[str], None] | None = None
         store.on_event = self.wake
 
     def start(self) -> None:
@@ -168,6 +173,19 @@ class TaskEvents:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    async def nudge_elsewhere(self, task_id: str) -> None:
+        """Ask whichever replica works on the task to look at its job now (PostgreSQL only:
+        a database file shared by processes on one host relies on their polling)."""
+        if self._store.dialect != "postgresql":
+            return
+        statement = sa.select(sa.func.pg_notify(NUDGE_CHANNEL, task_id))
+
+        def send() -> None:
+            with self._store.engine.begin() as conn:
+                conn.execute(statement)
+
+        await self._store.run(send)
 
     def wake(self, task_id: str) -> None:
         for subscription in self._subscribers.get(task_id, ()):
@@ -269,9 +287,14 @@ class TaskEvents:
             try:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {NUDGE_CHANNEL}")
                     delay = 1.0
                     async for notice in conn.notifies():
-                        self.wake(notice.payload)
+                        if notice.channel == NUDGE_CHANNEL:
+                            if self.on_nudge is not None:
+                                self.on_nudge(notice.payload)
+                        else:
+                            self.wake(notice.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # streams re-check the table meanwhile

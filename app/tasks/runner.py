@@ -101,6 +101,9 @@ class LocalRunner:
         """Look at this task's provider job now (e.g. a provider callback arrived)."""
         self._pipeline.nudge(task_id)
 
+    def works_on(self, task_id: str) -> bool:
+        return task_id in self._running
+
     @property
     def active(self) -> int:
         return len(self._running)

@@ -505,7 +505,7 @@ class TaskService:
             )
             if recorded.status is TaskStatus.CANCELLED and provider in self._providers:
                 await cancel_job(self._store, self._providers.get(provider), recorded)
-        self._runner.nudge(task_id)
+        await self.nudge(task_id)
 
     def follow(self, task: Task, *, after: int | None) -> AsyncIterator[Event]:
         """The task's events after ``after`` (None: from its current state), live, ending
@@ -519,9 +519,13 @@ class TaskService:
 
         return self._events.follow(task.id, after=after, load=load, present=self.present)
 
-    def nudge(self, task_id: str) -> None:
-        """Look at this task's provider job now (a hint, e.g. from a provider callback)."""
-        self._runner.nudge(task_id)
+    async def nudge(self, task_id: str) -> None:
+        """Look at this task's provider job now (a hint, e.g. from a provider callback): here,
+        or on the replica that works on it."""
+        if self._runner.works_on(task_id):
+            self._runner.nudge(task_id)
+        else:
+            await self._events.nudge_elsewhere(task_id)
 
     async def delete(self, task_id: str, *, owner: str) -> Task:
         """Cancel the task if it has not ended, then delete it for its owner.

@@ -24,6 +24,7 @@ expires), ``FAIL_ME`` (task fails with InternalServiceError); an image URL conta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import re
@@ -31,6 +32,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -440,7 +442,21 @@ def validate_create(
 
 def create_app(state: ArkState | None = None) -> FastAPI:
     state = state or ArkState()
-    app = FastAPI()
+    clients: list[httpx.AsyncClient] = []
+
+    def callback_client() -> httpx.AsyncClient:
+        # One client for every callback: a client each costs an SSL context each.
+        if not clients:
+            clients.append(httpx.AsyncClient(timeout=5.0))
+        return clients[0]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for client in clients:
+            await client.aclose()
+
+    app = FastAPI(lifespan=lifespan)
     app.state.emulator = state
     ids = itertools.count(1)
     background: set[asyncio.Task[None]] = set()
@@ -520,22 +536,22 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         assert task.callback_url is not None
         seen: str | None = None
         changes = (task.created + state.queued_s, task.created + state.queued_s + state.running_s)
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for _ in range(200):
-                word = status_of(task)
-                if word != seen:
-                    seen = word
-                    try:
-                        r = await client.post(task.callback_url, json=task_object(task, base_url))
-                        state.callbacks_sent.append((task.id, word, r.status_code))
-                    except httpx.HTTPError:
-                        state.callbacks_sent.append((task.id, word, 0))
-                if word in ("succeeded", "failed", "expired", "cancelled"):
-                    return
-                # Sleep until the next change (a cancel is noticed within 0.5 s).
-                now = time.monotonic()
-                upcoming = [at - now for at in changes if at > now]
-                await asyncio.sleep(min([0.5, *upcoming]) + 0.001)
+        client = callback_client()
+        for _ in range(200):
+            word = status_of(task)
+            if word != seen:
+                seen = word
+                try:
+                    r = await client.post(task.callback_url, json=task_object(task, base_url))
+                    state.callbacks_sent.append((task.id, word, r.status_code))
+                except httpx.HTTPError:
+                    state.callbacks_sent.append((task.id, word, 0))
+            if word in ("succeeded", "failed", "expired", "cancelled"):
+                return
+            # Sleep until the next change (a cancel is noticed within 0.5 s).
+            now = time.monotonic()
+            upcoming = [at - now for at in changes if at > now]
+            await asyncio.sleep(min([0.5, *upcoming]) + 0.001)
 
     @app.post("/contents/generations/tasks")
     async def create(request: Request) -> Response:

@@ -109,3 +109,28 @@ def test_max_running_holds_jobs_across_replicas_and_shows_them_queued(
     # One job at a time at Ark: each was created only after the one before had finished.
     for before, after in itertools.pairwise(jobs):
         assert emu.state.tasks[after].created >= emu.state.finished_at(before)
+
+
+def test_a_callback_that_reaches_another_replica_wakes_the_one_working(
+    gateway_factory: GatewayFactory, ark_server: ArkFactory, postgres_url: str, tmp_path: Path
+) -> None:
+    port_b = free_port()
+    with ark_server(queued_s=0.2, running_s=0.5) as emu:
+        # Both give Ark replica B's address; A works on the task; polling every ten minutes.
+        overrides = seedance_overrides(emu.url, callback_poll_interval_s=600)
+        overrides["database"] = {"url": postgres_url}
+        overrides["server"] = {"public_base_url": f"http://127.0.0.1:{port_b}"}
+        with (
+            gateway_factory(overrides, data_dir=tmp_path / "a") as a,
+            gateway_factory(overrides, data_dir=tmp_path / "b", port=port_b) as b,
+        ):
+            task = a.client.post("/v1/tasks", json={"prompt": f"elsewhere {tmp_path.name}"})
+            done = ended(a, task.json()["id"])
+            assert (
+                b.app.state.runner.active == 0 and b.app.state.runner.works_on(done["id"]) is False
+            )
+    assert done["status"] == "succeeded"
+    job = done["provider_task_id"]
+    assert (job, "succeeded", 200) in emu.state.callbacks_sent
+    [seen] = reads_that_saw(emu.state, job)
+    assert seen >= emu.state.finished_at(job)
