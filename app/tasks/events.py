@@ -5,7 +5,7 @@ Every state change the pipeline (or a cancel) writes through ``TaskStore.update`
 reorder a change, and its ids (increasing per database) are the SSE event ids: a client that
 reconnects with ``Last-Event-ID: N`` is replayed every event after ``N``. Types:
 
-* ``status`` — the status, stage or the provider's own word changed;
+* ``status`` — the status or the stage changed (or the provider, on a fallback);
 * ``progress`` — the progress the provider reports, or the place in a provider's queue, changed
   (estimated progress, which moves with the clock, is sent as ``progress`` events *without* an
   id while a stream is open: they are not stored, and never advance a client's resume point);
@@ -60,7 +60,9 @@ SNAPSHOT = (
     "queue_position",
     "error",
 )
-_STATUS_FIELDS = frozenset({"status", "stage", "provider_status", "provider"})
+# The provider's own word alone (Ark's queued → running, "submitted") is no event: it shows
+# in the next event's data, and every event is a write on every task's path.
+_STATUS_FIELDS = frozenset({"status", "stage", "provider"})
 _PROGRESS_FIELDS = frozenset({"progress", "queue_position"})
 
 events_table = sa.Table(
@@ -79,6 +81,9 @@ events_table = sa.Table(
     sa.Index("ix_vgw_task_events_task_id", "task_id", "id"),
 )
 _EV = events_table.c
+# Built once: on the write path of every task change.
+_INSERT = events_table.insert()
+_NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, sa.bindparam("task_id")))
 
 
 def event_type(task: Task, changes: dict[str, Any]) -> str | None:
@@ -107,13 +112,11 @@ def record(conn: sa.Connection, task: Task, changes: dict[str, Any]) -> bool:
     if kind is None:
         return False
     conn.execute(
-        events_table.insert().values(
-            task_id=task.id, type=kind, data=snapshot(task), created_at=utcnow()
-        )
+        _INSERT, {"task_id": task.id, "type": kind, "data": snapshot(task), "created_at": utcnow()}
     )
     if conn.dialect.name == "postgresql":
         # Delivered to every LISTENing replica when (and only if) this transaction commits.
-        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, task.id)))
+        conn.execute(_NOTIFY, {"task_id": task.id})
     return True
 
 

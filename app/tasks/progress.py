@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 SAMPLE = 50
 REFRESH_S = 30.0
+#: "No success yet" is asked again sooner (another replica may have finished one).
+REFRESH_NONE_S = 5.0
 #: An estimate never claims more than this: the job is not done until the provider says so.
 MAX_ESTIMATE = 95
 
@@ -45,8 +47,10 @@ class ProgressEstimator:
         """The median submit-to-done time of the provider's recent successes (None: none yet)."""
         cached = self._typical.get(provider)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < REFRESH_S:
-            return cached[1]
+        if cached is not None:
+            at, typical = cached
+            if now - at < (REFRESH_S if typical is not None else REFRESH_NONE_S):
+                return typical
         from app.tasks.store import tasks_table
 
         c = tasks_table.c
@@ -73,6 +77,11 @@ class ProgressEstimator:
         typical = statistics.median(durations) if durations else None
         self._typical[provider] = (now, typical)
         return typical
+
+    def learn(self, task: Task) -> None:
+        """A task ended here: its provider's figure is read afresh next time."""
+        if task.provider is not None and task.status is TaskStatus.SUCCEEDED:
+            self._typical.pop(task.provider, None)
 
     async def of(self, task: Task) -> Progress:
         if task.status.is_terminal or task.provider is None:

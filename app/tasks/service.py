@@ -591,6 +591,7 @@ class TaskService:
     async def on_terminal(self, task: Task) -> None:
         """A task ended: count it, and deliver its webhook (already in the outbox) now."""
         self._metrics.finished(task)
+        self.progress.learn(task)
         if task.callback_url:
             self._wake_webhooks()
 

@@ -12,6 +12,7 @@ from typing import Any
 from tests.conftest import GatewayFactory, LiveGateway
 from tests.emulators.ark import ArkState
 from tests.emulators.server import free_port
+from tests.fakes import ControlledProvider
 from tests.tasks.conftest import ArkFactory, seedance_overrides
 
 ENDED = ("succeeded", "failed", "cancelled")
@@ -134,3 +135,52 @@ def test_a_callback_that_reaches_another_replica_wakes_the_one_working(
     assert (job, "succeeded", 200) in emu.state.callbacks_sent
     [seen] = reads_that_saw(emu.state, job)
     assert seen >= emu.state.finished_at(job)
+
+
+def test_progress_is_estimated_from_recent_durations_where_the_provider_has_none(
+    gateway_factory: GatewayFactory, ark_server: ArkFactory
+) -> None:
+    with (
+        ark_server(queued_s=0.2, running_s=3.0) as emu,
+        gateway_factory(seedance_overrides(emu.url)) as gateway,
+    ):
+        first = gateway.client.post("/v1/tasks", json={"prompt": "first of its kind"}).json()
+        during = gateway.client.get(f"/v1/tasks/{first['id']}").json()
+        assert during["progress_estimated"] is False  # nothing to estimate from yet
+        ended(gateway, first["id"])
+        second = gateway.client.post("/v1/tasks", json={"prompt": "now we know"}).json()
+        estimated = gateway.wait_task(
+            second["id"], lambda t: t["progress_estimated"] and 0 < t["progress"] <= 95
+        )
+        done = ended(gateway, second["id"])
+    assert estimated["stage"] == "generating" and estimated["eta_s"] > 0
+    assert done["status"] == "succeeded" and done["progress"] == 100
+    assert done["progress_estimated"] is False and done["eta_s"] is None
+
+
+def test_the_preview_reports_real_progress(live_gateway: LiveGateway) -> None:
+    body = {"prompt": "frames counted", "duration_ms": 4000, "fps": 24}
+    task = live_gateway.client.post("/v1/tasks", json=body).json()
+    midway = live_gateway.wait_task(task["id"], lambda t: 0 < t["progress"] < 100)
+    assert midway["progress_estimated"] is False and midway["status"] == "running"
+    assert ended(live_gateway, task["id"])["status"] == "succeeded"
+
+
+def test_a_task_waiting_for_a_local_slot_is_queued_in_line(
+    gateway_factory: GatewayFactory,
+) -> None:
+    fake = ControlledProvider()
+    overrides = {"queue": {"concurrency": '{"fake": 1}'}}
+    with gateway_factory(overrides, extra_providers={"fake": fake}) as gateway:
+        body = {"prompt": "one at a time", "provider": "fake", "duration_ms": 500, "fps": 4}
+        ids = [gateway.client.post("/v1/tasks", json=body).json()["id"] for _ in range(3)]
+        gateway.wait_task(ids[0], lambda t: t["status"] == "running")
+        second = gateway.wait_task(ids[1], lambda t: t["queue_position"] == 1)
+        third = gateway.wait_task(ids[2], lambda t: t["queue_position"] == 2)
+        assert len(fake.submits) == 1
+        fake.release()
+        done = [ended(gateway, task_id) for task_id in ids]
+    assert (second["status"], second["stage"]) == ("queued", None)
+    assert third["status"] == "queued"
+    assert [task["status"] for task in done] == ["succeeded"] * 3
+    assert [task["queue_position"] for task in done] == [None] * 3
