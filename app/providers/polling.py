@@ -16,10 +16,11 @@ poller sees a change. How the poller reads depends on the provider's :class:`Pol
 * **Adaptive** (:data:`ADAPTIVE`, for a provider that declares nothing): each job on its own
   growing interval (0.5 s → 10 s), honouring ``poll_after_s`` hints, as a task used to poll.
 
-Every round the due jobs are ordered *nearest to done first*: jobs nudged by a provider callback,
-then by expected time left (this provider's recent durations minus the job's age; a job still
-queued at the provider counts as further away), so under a rate cap the jobs about to finish
-are the ones read. :meth:`JobPoller.nudge` (a provider callback arrived) makes a job due at once.
+*Nearest to done first*: a job younger than this provider's fastest recent jobs (the 10th
+percentile of their durations) is read less often — half its distance to them, at most
+``MAX_DEFER_S`` — so the reads go to the jobs that may be done. Due jobs are read nudged first
+(a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue first, so under a
+rate cap every job still gets its turn.
 
 A read that fails is retried with back-off; the waiting task sees the error only when it is not
 retryable or the job's reads kept failing (``MAX_READ_FAILURES``) — a hiccup of the provider's
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.errors import AppError, ProviderError
-from app.providers.base import JobState, JobStatus, VideoProvider
+from app.providers.base import JobStatus, VideoProvider
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ KEEP_DURATIONS = 50
 ADAPTIVE_FIRST_S = 0.5
 ADAPTIVE_MAX_S = 10.0
 ADAPTIVE_GROWTH = 1.5
+#: The longest a job is left unread because it is young (see ``JobPoller._next_read_in``).
+MAX_DEFER_S = 5.0
+#: After a failed batch read, jobs are read one by one for this long.
+BATCH_PAUSE_S = 30.0
 #: Reads in flight at once for per-job providers without a rate (in-process or fakes).
 MAX_PARALLEL_READS = 32
 
@@ -119,6 +124,7 @@ class JobPoller:
         self._reads: set[asyncio.Task[None]] = set()
         self._parallel = asyncio.Semaphore(MAX_PARALLEL_READS)
         self._next_call = 0.0
+        self._batch_paused_until = 0.0
         self._durations: collections.deque[float] = collections.deque(maxlen=KEEP_DURATIONS)
         #: Status requests sent to the provider (a batch read counts once).
         self.requests = 0
@@ -193,17 +199,17 @@ class JobPoller:
             self._loop_task = asyncio.create_task(self._run(), name=name)
         return watched
 
-    def _expected_left(self, watched: _Watched, now: float) -> float:
-        typical = self.typical_duration_s()
-        age = now - watched.since
-        left = (typical - age) if typical is not None else -age
-        if watched.last is not None and watched.last.state is JobState.QUEUED:
-            left += typical if typical is not None else 3600.0
-        return left
+    def _soonest_done_s(self) -> float | None:
+        """How long this provider's fastest recent jobs took (the 10th percentile)."""
+        if len(self._durations) < 3:
+            return None
+        ordered = sorted(self._durations)
+        return ordered[len(ordered) // 10]
 
     def _due(self, now: float) -> list[_Watched]:
+        # Nudged first, then the longest overdue: every job gets its turn under a rate cap.
         due = [w for w in self._jobs.values() if not w.reading and w.due <= now]
-        due.sort(key=lambda w: (not w.nudged, self._expected_left(w, now)))
+        due.sort(key=lambda w: (not w.nudged, w.due))
         return due
 
     async def _run(self) -> None:
@@ -220,7 +226,7 @@ class JobPoller:
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
                 continue
-            size = max(1, policy.batch) if hasattr(self.provider, "poll_many") else 1
+            size = max(1, policy.batch) if self._batching() else 1
             if gap and len(self._reads) >= (1 if size > 1 else max(1, int(policy.max_rps or 1))):
                 # Under a rate, reads go out one after another (a batch read in flight answers
                 # for many jobs; what is nudged meanwhile goes into the next one), so a slow
@@ -269,9 +275,25 @@ class JobPoller:
                 watched.reading = False
             raise
         except Exception as exc:
-            for watched in chunk:
-                watched.reading = False
-                self._failed(watched, exc)
+            batched = len(chunk) > 1 or self.policy.batch > 1
+            if batched and self._batching():
+                # The batch read is broken (e.g. the list API fails while single reads work):
+                # read job by job under the same rate for a while; those reads tell each job
+                # the real error, if there is one.
+                logger.warning(
+                    "%s: batch status read failed (%s); reading jobs one by one for %.0f s",
+                    getattr(self.provider, "name", "provider"),
+                    getattr(exc, "message", type(exc).__name__),
+                    BATCH_PAUSE_S,
+                )
+                self._batch_paused_until = self._clock() + BATCH_PAUSE_S
+                for watched in chunk:
+                    watched.reading = False
+                    watched.due = self._clock()
+            else:
+                for watched in chunk:
+                    watched.reading = False
+                    self._failed(watched, exc)
             self._wake.set()
             return
         now = self._clock()
@@ -284,9 +306,16 @@ class JobPoller:
                 self._failed(watched, statuses.errors[watched.job_id])
         self._wake.set()
 
+    def _batching(self) -> bool:
+        return (
+            self.policy.batch > 1
+            and hasattr(self.provider, "poll_many")
+            and self._clock() >= self._batch_paused_until
+        )
+
     async def _fetch(self, job_ids: list[str]) -> Mapping[str, JobStatus]:
         provider: Any = self.provider
-        if self.policy.batch > 1 and hasattr(provider, "poll_many"):
+        if self._batching():
             self.requests += 1
             found = dict(await provider.poll_many(job_ids))
             missing = [job_id for job_id in job_ids if job_id not in found]
@@ -313,7 +342,7 @@ class JobPoller:
             watched.due = now + (hint if hint is not None else watched.interval)
             watched.interval = min(ADAPTIVE_MAX_S, watched.interval * ADAPTIVE_GROWTH)
         else:
-            watched.due = max(now, started + self.policy.interval_s)
+            watched.due = max(now, started + self._next_read_in(watched, status, started))
         if status.state.is_terminal:
             watched.due = float("inf")  # nothing more to read
             if previous is None or not previous.state.is_terminal:
@@ -321,6 +350,17 @@ class JobPoller:
         if previous is None or _differs(status, previous):
             watched.version += 1
             watched.changed.set()
+
+    def _next_read_in(self, watched: _Watched, status: JobStatus, started: float) -> float:
+        """Nearest to done first: a job younger than this provider's fastest recent jobs is
+        read less often (half its distance to them, at most ``MAX_DEFER_S``), which leaves
+        the reads for the jobs that may be done."""
+        interval = self.policy.interval_s
+        soonest = self._soonest_done_s()
+        if soonest is None or status.state.is_terminal:
+            return interval
+        left = soonest - (started - watched.since)
+        return max(interval, min(left / 2, MAX_DEFER_S))
 
     def _failed(self, watched: _Watched, exc: BaseException) -> None:
         watched.failures += 1

@@ -626,6 +626,11 @@ class Pipeline:
             self._watching.pop(task.id, None)
             poller.forget(provider_task_id)
 
+    def watched_job(self, task_id: str) -> str | None:
+        """The job this process is following for the task, if any."""
+        watching = self._watching.get(task_id)
+        return watching[1] if watching is not None else None
+
     def nudge(self, task_id: str) -> None:
         """Look at this task's job now (a provider callback arrived)."""
         watching = self._watching.get(task_id)

@@ -104,6 +104,10 @@ class LocalRunner:
     def works_on(self, task_id: str) -> bool:
         return task_id in self._running
 
+    def watched_job(self, task_id: str) -> str | None:
+        """The provider job this process is following for the task (None: not following)."""
+        return self._pipeline.watched_job(task_id)
+
     @property
     def active(self) -> int:
         return len(self._running)

@@ -75,13 +75,31 @@ async def test_reads_keep_to_the_shared_rate_and_nudged_jobs_go_first() -> None:
     await poller.aclose()
 
 
-async def test_a_passing_hiccup_does_not_fail_the_job_but_bad_credentials_do() -> None:
+async def test_a_broken_batch_read_falls_back_to_reading_jobs_alone() -> None:
     provider = Batched(PollPolicy(interval_s=0.01, batch=10, max_rps=1000))
+    provider.fail = [ProviderError("the list API is down", retryable=True)]
+    poller = JobPoller(provider)
+    first = await poller.next("j1", after=None, wait_s=10)
+    assert first is not None and first.state is JobState.RUNNING
+    assert provider.batches == [["j1"]] and provider.singles[:1] == ["j1"]
+    await poller.aclose()
+
+
+class Single(Batched):
+    async def poll(self, job_id: str) -> JobStatus:
+        self.singles.append(job_id)
+        if self.fail:
+            raise self.fail.pop(0)
+        return self._status(job_id)
+
+
+async def test_a_passing_hiccup_does_not_fail_the_job_but_bad_credentials_do() -> None:
+    provider = Single(PollPolicy(interval_s=0.01, max_rps=1000))
     provider.fail = [ProviderError("busy", retryable=True)] * 2
     poller = JobPoller(provider)
     first = await poller.next("j1", after=None, wait_s=10)
-    assert first is not None and first.state is JobState.RUNNING and len(provider.batches) == 3
-    provider.fail = [ProviderAuthError("bad key", provider="batched")]
+    assert first is not None and first.state is JobState.RUNNING and len(provider.singles) == 3
+    provider.fail = [ProviderAuthError("bad key", provider="single")]
     poller.nudge("j1")
     with pytest.raises(ProviderAuthError):
         await poller.next("j1", after=first, wait_s=10)
