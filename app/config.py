@@ -314,7 +314,7 @@ class SeedanceSettings(Section):
     poll_interval_s: float = Field(1.0, ge=0.1, le=60)
     callback_poll_interval_s: float = Field(10.0, ge=0.1, le=600)
     poll_batch: int = Field(100, ge=1, le=500)
-    poll_qps: float = Field(5.0, gt=0, le=100)
+    poll_qps: float = Field(4.0, gt=0, le=100)
     durations: list[int] = Field(default_factory=lambda: list(range(2, 13)))
     service_tier: Literal["default", "flex"] | None = None
     timeout_s: float = Field(30.0, gt=0)
