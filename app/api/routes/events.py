@@ -95,7 +95,8 @@ async def task_ws(
     tasks: TaskService = state.tasks
     authorization = websocket.headers.get("authorization") or (f"Bearer {token}" if token else None)
     try:
-        principal = verifier.verify(authorization)
+        principal = await verifier.verify(authorization)
+        await state.limiter.hit(principal)  # counted like any request (429 over the rate)
         task = await tasks.get(task_id, owner=principal.owner)
         after = _resume_point(last_event_id)
     except AppError as exc:
