@@ -9,7 +9,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import GatewayFactory, LiveGateway
+from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.emulators.ark import ArkState
 from tests.emulators.server import free_port
 from tests.fakes import ControlledProvider
@@ -68,6 +68,9 @@ def test_a_callback_wakes_the_jobs_read_at_once(
                 for n in range(4)
             ]
             done = [ended(gateway, task_id) for task_id in ids]
+            for task in done:  # the callbacks' answers have come back (before shutting down)
+                job = task["provider_task_id"]
+                eventually(lambda job=job: (job, "succeeded", 200) in emu.state.callbacks_sent)
     state = emu.state
     assert [task["status"] for task in done] == ["succeeded"] * 4
     for task in done:
