@@ -312,7 +312,7 @@ class SeedanceSettings(Section):
     # callback_poll_interval_s when Ark calls back), up to poll_batch jobs per list request,
     # at most poll_qps requests a second.
     poll_interval_s: float = Field(1.0, ge=0.1, le=60)
-    callback_poll_interval_s: float = Field(10.0, ge=0.1, le=600)
+    callback_poll_interval_s: float = Field(5.0, ge=0.1, le=600)
     poll_batch: int = Field(100, ge=1, le=500)
     poll_qps: float = Field(4.0, gt=0, le=100)
     durations: list[int] = Field(default_factory=lambda: list(range(2, 13)))
