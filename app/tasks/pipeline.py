@@ -269,16 +269,18 @@ class Pipeline:
                 task = await self._note_route(task, f"{name} passed by (circuit open)")
                 continue
             outcome: BaseException | None = None
-            try:
-                task, outcome = await self._submit_to(task, index, name, provider)
-            except BaseException as exc:
-                outcome = exc
-                raise
-            finally:
-                self._record_submit(name, outcome)
-            if outcome is None:
-                await self._finish_job(task, provider)
-                return
+            # The slot is held for the job's whole life, not only its submit.
+            async with self._local_slot(task, name) as task:
+                try:
+                    task, outcome = await self._submit_to(task, index, name, provider)
+                except BaseException as exc:
+                    outcome = exc
+                    raise
+                finally:
+                    self._record_submit(name, outcome)
+                if outcome is None:
+                    await self._finish_job(task, provider)
+                    return
         # Unreachable while the chain is non-empty (the last provider's error is raised above),
         # but a task must never end silently.
         raise ProviderError("no provider could take the task", retryable=False)
@@ -307,32 +309,31 @@ class Pipeline:
         request = build_request(task)
         params = provider.plan(request)
         running = functools.partial(self._running, task, name, params, index)
-        async with self._local_slot(task, name) as task:
-            task = await self._take_slot(task, name, running)
-            try:
-                return await self._submit(task, provider, request), None
-            except ProviderOutcomeUnknownError as exc:
-                # Maybe paid: never re-sent, never fallen back from.
-                logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
-                return await self._recover_submit(task, provider, cause=exc), None
-            except ProviderError as exc:
-                # The provider surely took nothing (no connection, or an error answer).
-                down = isinstance(exc, ProviderAuthError) or exc.retryable
-                if not down or index >= chain_len - 1:
-                    raise
-                logger.warning(
-                    "provider %s is down (%s); falling back",
-                    name,
-                    exc.code,
-                    extra={"task_id": task.id, "provider": name},
-                )
-                reason = f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
-                task = await self._update(
-                    task.id,
-                    route={**task.route, "reason": reason},
-                    provider_status=f"{name} refused: {exc.code}",
-                )
-                return task, exc
+        task = await self._take_slot(task, name, running)
+        try:
+            return await self._submit(task, provider, request), None
+        except ProviderOutcomeUnknownError as exc:
+            # Maybe paid: never re-sent, never fallen back from.
+            logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
+            return await self._recover_submit(task, provider, cause=exc), None
+        except ProviderError as exc:
+            # The provider surely took nothing (no connection, or an error answer).
+            down = isinstance(exc, ProviderAuthError) or exc.retryable
+            if not down or index >= chain_len - 1:
+                raise
+            logger.warning(
+                "provider %s is down (%s); falling back",
+                name,
+                exc.code,
+                extra={"task_id": task.id, "provider": name},
+            )
+            reason = f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
+            task = await self._update(
+                task.id,
+                route={**task.route, "reason": reason},
+                provider_status=f"{name} refused: {exc.code}",
+            )
+            return task, exc
 
     @staticmethod
     def _running(task: Task, name: str, params: dict[str, Any], index: int) -> dict[str, Any]:

@@ -21,12 +21,15 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import PrincipalDep, TasksDep
 from app.api.errors import app_error_response
+from app.api.schemas import AUTH_ERRORS, error_responses
 from app.api.security import TokenVerifier
 from app.errors import AppError, ValidationError
 from app.tasks.events import Event
 from app.tasks.service import TaskService
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/v1/tasks", tags=["tasks"], responses=error_responses(*AUTH_ERRORS, 404, 422)
+)
 
 PING_S = 15
 
@@ -50,7 +53,12 @@ def _data(event: Event) -> str:
 @router.get(
     "/{task_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "status/progress events (data: the task object), then the end",
+        }
+    },
 )
 async def task_events(
     task_id: str,
