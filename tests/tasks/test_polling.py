@@ -161,14 +161,6 @@ def test_progress_is_estimated_from_recent_durations_where_the_provider_has_none
     assert done["progress_estimated"] is False and done["eta_s"] is None
 
 
-def test_the_preview_reports_real_progress(live_gateway: LiveGateway) -> None:
-    body = {"prompt": "frames counted", "duration_ms": 4000, "fps": 24}
-    task = live_gateway.client.post("/v1/tasks", json=body).json()
-    midway = live_gateway.wait_task(task["id"], lambda t: 0 < t["progress"] < 100)
-    assert midway["progress_estimated"] is False and midway["status"] == "running"
-    assert ended(live_gateway, task["id"])["status"] == "succeeded"
-
-
 def test_a_task_waiting_for_a_local_slot_is_queued_in_line(
     gateway_factory: GatewayFactory,
 ) -> None:
