@@ -305,7 +305,16 @@ class SeedanceSettings(Section):
     generate_audio: bool | None = None
     watermark: bool = False
     camera_fixed: bool | None = None
-    max_running: int = Field(5, ge=1, le=100)
+    # Unset: no local cap (Ark queues jobs over the account's running limit itself). Set: at
+    # most this many jobs generating at once across every replica (counted in the database).
+    max_running: int | None = Field(None, ge=1, le=1000)
+    # Status polling: every in-flight job is read about every poll_interval_s (every
+    # callback_poll_interval_s when Ark calls back), up to poll_batch jobs per list request,
+    # at most poll_qps requests a second.
+    poll_interval_s: float = Field(1.0, ge=0.1, le=60)
+    callback_poll_interval_s: float = Field(5.0, ge=0.1, le=600)
+    poll_batch: int = Field(100, ge=1, le=500)
+    poll_qps: float = Field(4.0, gt=0, le=100)
     durations: list[int] = Field(default_factory=lambda: list(range(2, 13)))
     service_tier: Literal["default", "flex"] | None = None
     timeout_s: float = Field(30.0, gt=0)
@@ -345,6 +354,8 @@ class JimengSettings(Section):
     session_id: SecretStr | None = None
     relay_model: str = "jimeng-video-3.0"
     max_running: int = Field(5, ge=1, le=100)
+    # Status queries per second to the visual API, shared by every job in flight here.
+    max_qps: float = Field(2.0, gt=0, le=100)
     timeout_s: float = Field(30.0, gt=0)
     relay_timeout_s: float = Field(1500.0, gt=0)
     # How long a relay submit waits for an early error answer (risk control, expired session)

@@ -27,6 +27,7 @@ from app.api.routes import (
     console,
     dify,
     dify_workflows,
+    events,
     files,
     health,
     mcp,
@@ -53,6 +54,7 @@ from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
 from app.storage.registry import StorageDeps, build_storage
+from app.tasks.events import TaskEvents
 from app.tasks.leases import Leases, instance_locks_for, new_instance_id
 from app.tasks.long_video import LongVideos
 from app.tasks.models import Task
@@ -226,9 +228,13 @@ def create_app(
                 on_terminal=on_terminal,
             )
             stack.push_async_callback(pipeline.extras.aclose)
+            stack.push_async_callback(pipeline.pollers.aclose)
+            task_events = TaskEvents(store)
+            stack.push_async_callback(task_events.aclose)
             runner = LocalRunner(
                 pipeline, leases, nudges, takeover_check_s=settings.queue.takeover_check_s
             )
+            task_events.on_nudge = runner.nudge
             pipeline.long_videos = LongVideos(
                 settings=settings,
                 store=store,
@@ -254,6 +260,7 @@ def create_app(
                 wake_webhooks=webhooks.wake,
                 url_policy=policy,
                 quotas=QuotaGuard(store),
+                events=task_events,
             )
             feeder = BatchFeeder(
                 store=BatchStore(store),
@@ -280,6 +287,7 @@ def create_app(
             metrics.on_scrape(lambda: _count_webhooks(webhooks, metrics))
             app.state.http = http
             app.state.webhooks = webhooks
+            app.state.events = task_events
             webhooks.start()
             app.state.guarded_http = guarded
             default = providers.get(providers.default)
@@ -291,6 +299,7 @@ def create_app(
             if settings.limits.storage != "memory":
                 checks["limiter"] = limiter.check
             app.state.readiness = Readiness(checks)
+            task_events.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
             await feeder.start()
@@ -325,8 +334,8 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     routers = (
-        health, videos, tasks, prompts, providers, files, callbacks, dify, dify_workflows, console,
-        admin, videos_openai, batches, admin_stats, me,
+        health, videos, tasks, events, prompts, providers, files, callbacks, dify, dify_workflows,
+        console, admin, videos_openai, batches, admin_stats, me,
     )  # fmt: skip
     for module in routers:
         app.include_router(module.router)

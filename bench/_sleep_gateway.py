@@ -15,9 +15,12 @@ from typing import Any
 
 import uvicorn
 
-from app.config import load_settings
-from app.main import create_app
-from app.providers.base import Capabilities, GenerationRequest, JobState, JobStatus
+# Run as a script, bench/ leads sys.path, and bench/limits.py would shadow the limits library.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from app.config import load_settings  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.providers.base import Capabilities, GenerationRequest, JobState, JobStatus  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 
@@ -81,6 +84,7 @@ def main() -> None:
             "server": {"data_dir": str(data_dir), "port": port, "log_level": "warning"},
             "auth": {"valid_tokens": f'["{TOKEN}"]'},
             "providers": {"default": "sleep"},
+            "cache": {"ttl_h": 0},  # every call makes a video: identical bodies must not hit
         },
     )
     app = create_app(settings, extra_providers={"sleep": SleepProvider(seconds)})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -36,7 +36,14 @@ from worker.errors import (
 from worker.images import check_image, fetch_image
 from worker.netguard import UrlPolicy, guarded_client
 from worker.runtime import Loader, Runtime
-from worker.schemas import MAX_SEED, GenerateCreate, HealthPublic, SubmitPublic, TaskPublic
+from worker.schemas import (
+    MAX_SEED,
+    GenerateCreate,
+    HealthPublic,
+    SubmitPublic,
+    TaskList,
+    TaskPublic,
+)
 
 log = logging.getLogger("worker.app")
 
@@ -170,6 +177,29 @@ def _public(request: Request, runtime: Runtime, task_id: str) -> TaskPublic:
 async def get_status(task_id: str, request: Request, runtime: RuntimeDep) -> TaskPublic:
     """A task's status, progress (0–100) and, once completed, its video URL."""
     return _public(request, runtime, task_id)
+
+
+#: Task ids one status read may ask about (the gateway asks about all its jobs here at once).
+MAX_STATUS_IDS = 500
+
+
+@api.get("/status")
+async def get_statuses(
+    request: Request,
+    runtime: RuntimeDep,
+    ids: Annotated[str, Query(max_length=64 * MAX_STATUS_IDS, description="Comma-separated.")],
+) -> TaskList:
+    """Many tasks' statuses in one read; ids the worker does not know are left out."""
+    wanted = list(dict.fromkeys(part.strip() for part in ids.split(",") if part.strip()))
+    if len(wanted) > MAX_STATUS_IDS:
+        raise ValidationFailedError(f"at most {MAX_STATUS_IDS} ids per read", field="ids")
+    found = []
+    for task_id in wanted:
+        try:
+            found.append(_public(request, runtime, task_id))
+        except NotFoundError:
+            continue
+    return TaskList(data=found)
 
 
 @api.get("/videos/{task_id}.mp4", response_class=FileResponse)

@@ -140,6 +140,12 @@ class TaskPublic(BaseModel):
         )
 
 
+class TaskList(BaseModel):
+    """``GET /api/v1/status?ids=a,b,…``: the tasks the worker knows, in the order asked."""
+
+    data: list[TaskPublic]
+
+
 class SubmitPublic(BaseModel):
     task_id: str
     status: TaskStatus

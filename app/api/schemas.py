@@ -228,6 +228,11 @@ class TaskPublic(BaseModel):
     status: TaskStatusWord
     stage: str | None
     progress: int
+    progress_estimated: bool = Field(
+        False, description="progress is estimated from the provider's recent durations"
+    )
+    eta_s: float | None = Field(None, description="Estimated seconds left, where known.")
+    queue_position: int | None = Field(None, description="While queued: 1 = next in line.")
     provider: str | None
     provider_task_id: str | None
     provider_status: str | None

@@ -25,11 +25,12 @@ asked again.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from app.status import Status
 
 if TYPE_CHECKING:
     from app.errors import AppError
@@ -63,16 +64,9 @@ class GenerationRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+#: A provider job's state: the same enum as a task's status (``app.status``), so a job's end
+#: is its task's end without a mapping.
+JobState = Status
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,7 +133,10 @@ class Capabilities:
     reference_images: int = 0
     negative_prompt: bool = False
     max_prompt_chars: int = 2000
-    max_concurrency: int = 4
+    # Jobs at once (None: no cap here). A shared limit is the account's: counted in the
+    # database across replicas; otherwise it is this process's own.
+    max_concurrency: int | None = 4
+    shared_limit: bool = False
     aspect_ratios: frozenset[str] = frozenset(ASPECT_RATIOS)
     # Submitting the same task id twice makes one job (re-sending after a lost answer is safe).
     idempotent_submit: bool = False

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from app.providers.base import (
 from app.providers.download import UrlStream, open_url_stream
 from app.providers.http import RetryPolicy, describe_transport_error, send
 from app.providers.planning import refuse_or_ignore
+from app.providers.polling import PollPolicy
 
 if TYPE_CHECKING:
     from app.config import CogVideoXSettings, Settings
@@ -52,6 +53,27 @@ _STATES = {
     "cancelled": JobState.CANCELLED,
 }
 HEALTH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+
+
+def _status(data: Any) -> JobStatus:
+    data = data if isinstance(data, dict) else {}
+    word = str(data.get("status", "unknown"))
+    state = _STATES.get(word, JobState.RUNNING)
+    error = None
+    if state is JobState.FAILED:
+        error = ProviderError(
+            f"cogvideox: {data.get('error') or 'generation failed'}",
+            provider=NAME,
+            retryable=False,
+        )
+    return JobStatus(
+        state=state,
+        provider_status=word,
+        progress=int(data.get("progress") or 0),
+        video_url=data.get("video_url"),
+        error=error,
+        poll_after_s=2.0 if state is JobState.RUNNING else None,
+    )
 
 
 def frames_for(duration_ms: int, fps: int, max_frames: int) -> int:
@@ -122,6 +144,8 @@ class CogVideoXProvider:
             ),
         )
         self.deadline_s = settings.deadline_s
+        # One status read per worker for all of its jobs, every second.
+        self.poll_policy = PollPolicy(interval_s=1.0, batch=500)
 
     @classmethod
     def from_settings(cls, settings: Settings, deps: ProviderDeps) -> CogVideoXProvider | None:
@@ -283,24 +307,34 @@ class CogVideoXProvider:
             return JobStatus(state=JobState.QUEUED, provider_status="resubmitted")
         if response.status_code != 200:
             raise self._error(response)
-        data = response.json()
-        word = str(data.get("status", "unknown"))
-        state = _STATES.get(word, JobState.RUNNING)
-        error = None
-        if state is JobState.FAILED:
-            error = ProviderError(
-                f"cogvideox: {data.get('error') or 'generation failed'}",
-                provider=NAME,
-                retryable=False,
-            )
-        return JobStatus(
-            state=state,
-            provider_status=word,
-            progress=int(data.get("progress") or 0),
-            video_url=data.get("video_url"),
-            error=error,
-            poll_after_s=2.0 if state is JobState.RUNNING else None,
-        )
+        return _status(response.json())
+
+    async def poll_many(self, provider_task_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """One status read per worker for all its jobs (``GET /api/v1/status?ids=…``). Jobs a
+        worker does not list (it lost them), and those of a worker that cannot answer, are
+        left out: the poller reads them alone, which resubmits or reports them."""
+        by_worker: dict[str, dict[str, str]] = {}
+        for job_id in provider_task_ids:
+            key, _, task_id = job_id.partition(":")
+            if key in self._workers:
+                by_worker.setdefault(key, {})[task_id] = job_id
+        found: dict[str, JobStatus] = {}
+        for key, jobs in by_worker.items():
+            try:
+                response = await self._http.get(
+                    f"{self._workers[key]}/api/v1/status",
+                    params={"ids": ",".join(jobs)},
+                    headers=self._headers,
+                    timeout=self._timeout,
+                )
+                items = response.json().get("data") if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                items = None
+            for item in items if isinstance(items, list) else []:
+                wanted = jobs.get(str(item.get("task_id"))) if isinstance(item, dict) else None
+                if wanted is not None:
+                    found[wanted] = _status(item)
+        return found
 
     @contextlib.asynccontextmanager
     async def open_video(

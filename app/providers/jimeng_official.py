@@ -51,6 +51,7 @@ from app.providers.planning import (
     input_mode,
     refuse_or_ignore,
 )
+from app.providers.polling import PollPolicy
 
 if TYPE_CHECKING:
     from app.config import JimengSettings
@@ -149,6 +150,9 @@ class JimengOfficialProvider:
             aspect_ratios=frozenset(ASPECT_RATIOS),
             clips=ClipLimits.only((5000, 10000)),
         )
+        # No batch read: one GetResult per job, [jimeng] max_qps for all jobs together,
+        # nearest-to-done first (app.providers.polling).
+        self.poll_policy = PollPolicy(interval_s=1.0, max_rps=settings.max_qps)
 
     # -- planning ---------------------------------------------------------------------------
 

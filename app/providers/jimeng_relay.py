@@ -67,6 +67,7 @@ from app.providers.planning import (
     input_mode,
     refuse_or_ignore,
 )
+from app.providers.polling import PollPolicy
 
 if TYPE_CHECKING:
     from app.config import JimengSettings
@@ -77,6 +78,8 @@ RESOLUTIONS = ("720p", "1080p")
 ID_PREFIX = "relay-"
 # How often the pipeline should look: the check is an in-process dict lookup.
 POLL_AFTER_S = 0.5
+# A finished call wakes its task at once; this round only guards against a missed wake-up.
+POLL_SAFETY_S = 5.0
 # Finished jobs are kept this long for late polls, then forgotten.
 KEEP_FINISHED_S = 3600.0
 
@@ -182,6 +185,10 @@ class JimengRelayProvider:
             aspect_ratios=frozenset(ASPECT_RATIOS),
             clips=ClipLimits.only((5000, 10000)),
         )
+        # poll() is a lookup here; a finished call tells the poller at once (a slow safety
+        # round besides, should a wake-up ever be missed).
+        self.poll_policy = PollPolicy(interval_s=POLL_SAFETY_S, pushes=True)
+        self.on_change: Callable[[str], None] | None = None
 
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
         check_frames(request, NAME)
@@ -221,6 +228,7 @@ class JimengRelayProvider:
         job = _Job()
         self._jobs[job_id] = job
         job.task = asyncio.create_task(self._run(job, body, request.task_id), name=job_id)
+        job.task.add_done_callback(lambda _: self.on_change and self.on_change(job_id))
         # Refusals (risk control, an expired session, bad parameters) come back within a
         # second; a generation takes minutes. Waiting briefly turns such an answer into a
         # submit error, and an error answer means nothing was made: the pipeline may fall

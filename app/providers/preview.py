@@ -36,6 +36,7 @@ from app.providers.base import (
     JobStatus,
 )
 from app.providers.planning import refuse_or_ignore
+from app.providers.polling import PollPolicy
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -60,6 +61,9 @@ def frame_count(duration_ms: int, fps: int) -> int:
 class _Job:
     thread_task: asyncio.Task[None]
     cancel: threading.Event
+    # Frames rendered so far (written by the rendering thread; read for progress).
+    frames_done: list[int]
+    frames: int
 
 
 class PreviewProvider:
@@ -81,6 +85,10 @@ class PreviewProvider:
         self._jobs: dict[str, _Job] = {}
         self._requests: dict[str, GenerationRequest] = {}
         self.deadline_s: float | None = None
+        # poll() is a lookup; a finished render tells the poller at once, and progress (frames
+        # rendered) is read twice a second.
+        self.poll_policy = PollPolicy(interval_s=0.5, pushes=True)
+        self.on_change: Callable[[str], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, deps: ProviderDeps) -> PreviewProvider:
@@ -119,10 +127,12 @@ class PreviewProvider:
         cancel = threading.Event()
         params = self.plan(request)
         path = self._path(provider_task_id)
+        done = [0]
         task = asyncio.create_task(
-            asyncio.to_thread(render_video, path, request.prompt, params, cancel)
+            asyncio.to_thread(render_video, path, request.prompt, params, cancel, done)
         )
-        self._jobs[provider_task_id] = _Job(task, cancel)
+        task.add_done_callback(lambda _: self.on_change and self.on_change(provider_task_id))
+        self._jobs[provider_task_id] = _Job(task, cancel, done, params["frames"])
 
     async def poll(self, provider_task_id: str) -> JobStatus:
         job = self._jobs.get(provider_task_id)
@@ -140,7 +150,13 @@ class PreviewProvider:
             self._start(provider_task_id, request)
             return JobStatus(state=JobState.RUNNING, provider_status="rendering")
         if not job.thread_task.done():
-            return JobStatus(state=JobState.RUNNING, provider_status="rendering", poll_after_s=0.1)
+            progress = int(100 * job.frames_done[0] / max(1, job.frames))
+            return JobStatus(
+                state=JobState.RUNNING,
+                provider_status="rendering",
+                progress=progress,
+                poll_after_s=0.1,
+            )
         del self._jobs[provider_task_id]
         exc = job.thread_task.exception()
         if exc is not None:
@@ -221,8 +237,15 @@ def _title_layer(width: int, height: int, prompt: str) -> Image.Image:
     return layer
 
 
-def render_video(path: Path, prompt: str, params: dict[str, Any], cancel: threading.Event) -> None:
-    """Render the preview MP4 to ``path`` (atomically). Runs in a worker thread."""
+def render_video(
+    path: Path,
+    prompt: str,
+    params: dict[str, Any],
+    cancel: threading.Event,
+    frames_done: list[int] | None = None,
+) -> None:
+    """Render the preview MP4 to ``path`` (atomically). Runs in a worker thread; counts the
+    frames written in ``frames_done[0]``."""
     width, height, fps, frames = params["width"], params["height"], params["fps"], params["frames"]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.mp4")
@@ -254,6 +277,8 @@ def render_video(path: Path, prompt: str, params: dict[str, Any], cancel: thread
             )
             frame.alpha_composite(title)
             proc.stdin.write(frame.convert("RGB").tobytes())
+            if frames_done is not None:
+                frames_done[0] = i + 1
         proc.stdin.close()
         if proc.wait() != 0:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""

@@ -47,7 +47,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -87,6 +87,7 @@ from app.providers.planning import (
     duration_params,
     input_mode,
 )
+from app.providers.polling import PollPolicy
 
 if TYPE_CHECKING:
     from app.config import SeedanceSettings, Settings
@@ -183,6 +184,7 @@ _AUTH_STATUSES = (401, 403)
 # Ark's list API: page_size is at most 500; how far back find_job reads, and the clock skew
 # allowed between our submit time and Ark's created_at.
 LIST_PAGE_SIZE = 100
+LIST_MAX_PAGE_SIZE = 500
 LIST_MAX_PAGES = 5
 FIND_SKEW_S = 120
 
@@ -256,10 +258,22 @@ class SeedanceProvider:
             reference_images=self._reference_limit(settings.model_reference),
             negative_prompt=False,
             max_prompt_chars=500,  # Ark advises at most 500 characters
+            # Ark queues jobs over the account's running limit itself; a cap here is opt-in
+            # and counted across replicas (in the database).
             max_concurrency=settings.max_running,
+            shared_limit=True,
             aspect_ratios=frozenset(ASPECT_RATIOS),
             find_window_s=settings.adopt_window_s,
             clips=ClipLimits.only(s * 1000 for s in settings.durations),
+        )
+        # One list read answers for up to poll_batch jobs; with callbacks, polling is only the
+        # backstop for a callback that never came.
+        self.poll_policy = PollPolicy(
+            interval_s=settings.callback_poll_interval_s
+            if self._callback_base
+            else settings.poll_interval_s,
+            batch=settings.poll_batch,
+            max_rps=settings.poll_qps,
         )
 
     @classmethod
@@ -584,6 +598,39 @@ class SeedanceProvider:
         data = _json(response)
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise self._garbage(response, "task")
+        status = self._status(data)
+        if status is None:
+            raise self._garbage(response, "succeeded task without video_url in")
+        return status
+
+    async def poll_many(self, provider_task_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Many jobs in one read of Ark's task list (``filter.task_ids`` repeated, as Ark's
+        docs give it). Jobs the list leaves out (older than its 7 days, another service tier)
+        are missing from the answer; the poller then reads them one by one."""
+        ids = list(dict.fromkeys(provider_task_ids))[:LIST_MAX_PAGE_SIZE]
+        params: list[tuple[str, str | int]] = [("page_num", 1), ("page_size", len(ids))]
+        params += [("filter.task_ids", job_id) for job_id in ids]
+        response = await self._call("GET", "/contents/generations/tasks", params=params)
+        if response.status_code >= 400:
+            raise self._error(response, creating=False)
+        data = _json(response)
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._garbage(response, "list")
+        wanted = set(ids)
+        found: dict[str, JobStatus] = {}
+        for item in items:
+            if not isinstance(item, dict) or item.get("id") not in wanted:
+                continue
+            if not isinstance(item.get("status"), str):
+                continue
+            status = self._status(item)
+            if status is not None:  # a success without its URL: read that job alone
+                found[item["id"]] = status
+        return found
+
+    def _status(self, data: dict[str, Any]) -> JobStatus | None:
+        """A task object as a JobStatus (None: succeeded, but without its video URL)."""
         word = data["status"]
         state = _STATES.get(word, JobState.RUNNING)  # unknown words: still in progress
         video_url: str | None = None
@@ -594,7 +641,7 @@ class SeedanceProvider:
             content = content if isinstance(content, dict) else {}
             video_url = content.get("video_url")
             if not isinstance(video_url, str) or not video_url:
-                raise self._garbage(response, "succeeded task without video_url in")
+                return None
             frame = content.get("last_frame_url")  # asked for with return_last_frame
             last_frame_url = frame if isinstance(frame, str) and frame else None
         elif state is JobState.FAILED:

@@ -12,20 +12,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.status import TERMINAL_STATUSES, Status
 
-class TaskStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
+__all__ = ["TERMINAL_STATUSES", "Task", "TaskStage", "TaskStatus", "utcnow"]
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+#: A task's status: the gateway's one vocabulary (``app.status``), shared with provider jobs.
+TaskStatus = Status
 
 
 class TaskStage(enum.StrEnum):
@@ -85,6 +78,10 @@ class Task:
     thumbnail_key: str | None = None
     subtitles_key: str | None = None
     caption: dict[str, Any] | None = None
+    # While queued for a provider slot: 1 = next in line.
+    queue_position: int | None = None
+    # When the provider reported the video done (recent durations estimate progress).
+    generated_at: dt.datetime | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     updated_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
@@ -34,6 +35,7 @@ from app.providers.base import (
     VideoProvider,
 )
 from app.providers.health import Verdict, verdict
+from app.providers.polling import JobPoller, Pollers
 from app.providers.registry import ProviderRegistry
 from app.storage.base import Storage, new_object_key
 from app.tasks.extras import VideoExtras
@@ -46,10 +48,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POLL_FIRST_S = 0.5
-POLL_MAX_S = 10.0
-POLL_GROWTH = 1.5
 RELAY_ATTEMPTS = 3
+#: How often a task waiting for a slot looks again (a slot freed in this process wakes it).
+SLOT_RECHECK_S = 1.0
 FIND_EVERY_S = 5.0
 
 
@@ -85,18 +86,44 @@ def video_filename(task: Task, now: dt.datetime | None = None) -> str:
 
 
 class ProviderSlots:
-    """A concurrency bound per provider (``[queue] concurrency`` or the provider's own cap)."""
+    """How many jobs each provider may have at once, and where that is counted.
+
+    * no cap (``max_concurrency`` None, e.g. Seedance by default: Ark queues over the account's
+      running limit itself, so holding jobs here would only add latency);
+    * a *shared* cap (the account's, e.g. ``[seedance] max_running``): counted in the database
+      across every replica (``TaskStore.take_slot``), in ``shared``;
+    * a local cap (a process's own resources, or ``[queue] concurrency``): a FIFO semaphore here.
+
+    A task waiting for a slot is ``queued`` with its ``queue_position``.
+    """
 
     def __init__(self, registry: ProviderRegistry, overrides: dict[str, int]) -> None:
-        self._slots = {
-            name: asyncio.Semaphore(
-                overrides.get(name, registry.get(name).capabilities.max_concurrency)
-            )
-            for name in registry.names()
-        }
+        self.shared: dict[str, int] = {}
+        self._local: dict[str, asyncio.Semaphore] = {}
+        self.waiting: dict[str, list[str]] = {}
+        for name in registry.names():
+            caps = registry.get(name).capabilities
+            cap = overrides.get(name, caps.max_concurrency)
+            if cap is None:
+                continue
+            if caps.shared_limit and name not in overrides:
+                self.shared[name] = cap
+            else:
+                self._local[name] = asyncio.Semaphore(cap)
+                self.waiting[name] = []
 
-    def __call__(self, name: str) -> asyncio.Semaphore:
-        return self._slots[name]
+    def local(self, name: str) -> asyncio.Semaphore | None:
+        return self._local.get(name)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        """This process's slot of ``name`` (if it has local slots), without showing a queue."""
+        semaphore = self._local.get(name)
+        if semaphore is None:
+            yield
+            return
+        async with semaphore:
+            yield
 
 
 class _Stop(Exception):  # noqa: N818 (a signal, not an error)
@@ -149,6 +176,9 @@ class Pipeline:
         )
         #: Runs long videos (parents of shot tasks); set once the runner exists (app.main).
         self.long_videos: LongVideos | None = None
+        self.pollers = Pollers()
+        self._slot_freed: Signals[None] = Signals()
+        self._watching: dict[str, tuple[JobPoller, str]] = {}
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -158,6 +188,8 @@ class Pipeline:
             if current is None or current.status.is_terminal:
                 raise TaskCancelledError(task_id)
             raise LeaseLostError(task_id)
+        if ("stage" in changes or "status" in changes) and updated.provider:
+            self._slot_freed.fire(updated.provider)  # maybe a slot freed up: look again
         if updated.status.is_terminal:
             self._changes.fire(task_id, updated)  # waiters only care about the end
             if self._on_terminal is not None:
@@ -225,13 +257,13 @@ class Pipeline:
             # A job exists (submitted by this or an earlier process): follow it, never again.
             provider = self._providers.get(task.provider)
             await provider.resume(task.provider_task_id, build_request(task))
-            async with self.slots(task.provider):
+            async with self.slots.hold(task.provider):
                 await self._finish_job(task, provider)
             return
         if task.provider and task.provider_status in (SUBMITTING, OUTCOME_UNKNOWN):
             # An earlier process died (or lost the answer) while submitting: the job may exist.
             provider = self._providers.get(task.provider)
-            async with self.slots(task.provider):
+            async with self.slots.hold(task.provider):
                 task = await self._recover_submit(task, provider)
                 await self._finish_job(task, provider)
             return
@@ -249,16 +281,18 @@ class Pipeline:
                 task = await self._note_route(task, f"{name} passed by (circuit open)")
                 continue
             outcome: BaseException | None = None
-            try:
-                task, outcome = await self._submit_to(task, index, name, provider)
-            except BaseException as exc:
-                outcome = exc
-                raise
-            finally:
-                self._record_submit(name, outcome)
-            if outcome is None:
-                await self._finish_job(task, provider)
-                return
+            # The slot is held for the job's whole life, not only its submit.
+            async with self._local_slot(task, name) as task:
+                try:
+                    task, outcome = await self._submit_to(task, index, name, provider)
+                except BaseException as exc:
+                    outcome = exc
+                    raise
+                finally:
+                    self._record_submit(name, outcome)
+                if outcome is None:
+                    await self._finish_job(task, provider)
+                    return
         # Unreachable while the chain is non-empty (the last provider's error is raised above),
         # but a task must never end silently.
         raise ProviderError("no provider could take the task", retryable=False)
@@ -286,45 +320,106 @@ class Pipeline:
         chain_len = len(task.route.get("chain") or [name])
         request = build_request(task)
         params = provider.plan(request)
-        async with self.slots(name):
-            # Marked before the call, so whoever finds this task after a crash knows a job
-            # may exist; running from here on.
+        running = functools.partial(self._running, task, name, params, index)
+        task = await self._take_slot(task, name, running)
+        try:
+            return await self._submit(task, provider, request), None
+        except ProviderOutcomeUnknownError as exc:
+            # Maybe paid: never re-sent, never fallen back from.
+            logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
+            return await self._recover_submit(task, provider, cause=exc), None
+        except ProviderError as exc:
+            # The provider surely took nothing (no connection, or an error answer).
+            down = isinstance(exc, ProviderAuthError) or exc.retryable
+            if not down or index >= chain_len - 1:
+                raise
+            logger.warning(
+                "provider %s is down (%s); falling back",
+                name,
+                exc.code,
+                extra={"task_id": task.id, "provider": name},
+            )
+            reason = f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
             task = await self._update(
                 task.id,
-                status=TaskStatus.RUNNING,
-                stage=TaskStage.GENERATING,
-                expanded_by=task.expanded_by,
-                request=task.request,
-                provider=name,
-                params=params,
-                route={**task.route, "provider": name} if index else task.route,
-                provider_status=SUBMITTING,
-                submit_started_at=utcnow(),
+                route={**task.route, "reason": reason},
+                provider_status=f"{name} refused: {exc.code}",
             )
+            return task, exc
+
+    @staticmethod
+    def _running(task: Task, name: str, params: dict[str, Any], index: int) -> dict[str, Any]:
+        # Marked before the call, so whoever finds this task after a crash knows a job may
+        # exist; running from here on.
+        return {
+            "status": TaskStatus.RUNNING,
+            "stage": TaskStage.GENERATING,
+            "expanded_by": task.expanded_by,
+            "request": task.request,
+            "provider": name,
+            "params": params,
+            "route": {**task.route, "provider": name} if index else task.route,
+            "provider_status": SUBMITTING,
+            "submit_started_at": utcnow(),
+            "queue_position": None,
+        }
+
+    @contextlib.asynccontextmanager
+    async def _local_slot(self, task: Task, name: str) -> AsyncIterator[Task]:
+        """Wait for this process's slot of ``name`` (if it caps locally), shown as queued."""
+        semaphore = self.slots.local(name)
+        if semaphore is None:
+            yield task
+            return
+        if semaphore.locked():
+            line = self.slots.waiting[name]
+            line.append(task.id)
             try:
-                return await self._submit(task, provider, request), None
-            except ProviderOutcomeUnknownError as exc:
-                # Maybe paid: never re-sent, never fallen back from.
-                logger.warning("task %s: %s", task.id, exc.message, extra={"task_id": task.id})
-                return await self._recover_submit(task, provider, cause=exc), None
-            except ProviderError as exc:
-                # The provider surely took nothing (no connection, or an error answer).
-                down = isinstance(exc, ProviderAuthError) or exc.retryable
-                if not down or index >= chain_len - 1:
-                    raise
-                logger.warning(
-                    "provider %s is down (%s); falling back",
-                    name,
-                    exc.code,
-                    extra={"task_id": task.id, "provider": name},
-                )
-                reason = f"{task.route.get('reason', '')}; {name} failed ({exc.code}), fell back"
-                task = await self._update(
-                    task.id,
-                    route={**task.route, "reason": reason},
-                    provider_status=f"{name} refused: {exc.code}",
-                )
-                return task, exc
+                position = 0
+                while True:
+                    if line.index(task.id) + 1 != position:
+                        position = line.index(task.id) + 1
+                        task = await self._queued(task, position)
+                    try:
+                        async with asyncio.timeout(SLOT_RECHECK_S):
+                            await semaphore.acquire()
+                        break
+                    except TimeoutError:
+                        continue
+            finally:
+                line.remove(task.id)
+        else:
+            await semaphore.acquire()
+        try:
+            yield task
+        finally:
+            semaphore.release()
+
+    async def _take_slot(self, task: Task, name: str, changes: Callable[[], Any]) -> Task:
+        """Move the task to running at ``name``; with a shared cap, only once a slot is free
+        across every replica (the place in line shown as ``queue_position`` meanwhile)."""
+        limit = self.slots.shared.get(name)
+        if limit is None:
+            return await self._update(task.id, **changes())
+        position = 0
+        while True:
+            taken, place = await self._store.take_slot(
+                task.id, changes(), fence=self._me, provider=name, limit=limit
+            )
+            if taken is not None:
+                self._slot_freed.fire(name)  # the next in line may move up
+                return taken
+            if place == 0:
+                await self._update(task.id)  # raises: ended, or no longer ours
+            if place != position:
+                position = place
+                task = await self._queued(task, position)
+            await self._slot_freed.wait(name, SLOT_RECHECK_S)
+
+    async def _queued(self, task: Task, position: int) -> Task:
+        return await self._update(
+            task.id, status=TaskStatus.QUEUED, stage=None, queue_position=position
+        )
 
     async def _submit(
         self, task: Task, provider: VideoProvider, request: GenerationRequest
@@ -494,42 +589,69 @@ class Pipeline:
         return task.created_at + dt.timedelta(seconds=seconds)
 
     async def _wait_for_job(self, task: Task, provider: VideoProvider) -> JobStatus:
+        """Follow the job through this process's poller for its provider (batched reads,
+        woken at once by a provider callback) until it ends or the deadline passes."""
         provider_task_id = task.provider_task_id
         assert provider_task_id is not None
         deadline = self._deadline(task, provider)
-        interval = POLL_FIRST_S
+        poller = self.pollers.of(provider)
+        started = task.submit_started_at or task.updated_at
+        age_s = max(0.0, (utcnow() - started).total_seconds())
+        self._watching[task.id] = (poller, provider_task_id)
+        seen: JobStatus | None = None
         last: tuple[str | None, int] = (task.provider_status, task.progress)
-        while True:
-            status = await provider.poll(provider_task_id)
-            progress = max(task.progress, min(99, status.progress or 0))
-            if status.state is JobState.SUCCEEDED:
-                # One write: the provider's last word and the start of the relay.
-                await self._update(
-                    task.id,
-                    provider_status=status.provider_status,
-                    progress=progress,
-                    stage=TaskStage.DOWNLOADING,
+        try:
+            while True:
+                remaining = (deadline - utcnow()).total_seconds()
+                if remaining <= 0:
+                    with contextlib.suppress(AppError):
+                        await provider.cancel(provider_task_id)
+                    raise ProviderTimeoutError(
+                        f"{provider.name} did not finish before the deadline",
+                        provider=provider.name,
+                        retryable=False,
+                    )
+                status = await poller.next(
+                    provider_task_id, after=seen, wait_s=remaining, age_s=age_s
                 )
-                return status
-            if (status.provider_status, progress) != last:
-                last = (status.provider_status, progress)
-                task = await self._update(
-                    task.id, provider_status=status.provider_status, progress=progress
-                )
-            if status.state.is_terminal:
-                return status
-            remaining = (deadline - utcnow()).total_seconds()
-            if remaining <= 0:
-                with contextlib.suppress(AppError):
-                    await provider.cancel(provider_task_id)
-                raise ProviderTimeoutError(
-                    f"{provider.name} did not finish before the deadline",
-                    provider=provider.name,
-                    retryable=False,
-                )
-            wait = status.poll_after_s if status.poll_after_s is not None else interval
-            await self._nudges.wait(task.id, min(wait, remaining))
-            interval = min(POLL_MAX_S, interval * POLL_GROWTH)
+                if status is None:
+                    continue
+                seen = status
+                progress = max(task.progress, min(99, status.progress or 0))
+                if status.state is JobState.SUCCEEDED:
+                    # One write: the provider's last word and the start of the relay.
+                    await self._update(
+                        task.id,
+                        provider_status=status.provider_status,
+                        progress=progress,
+                        stage=TaskStage.DOWNLOADING,
+                        generated_at=utcnow(),
+                    )
+                    return status
+                if (status.provider_status, progress) != last:
+                    last = (status.provider_status, progress)
+                    task = await self._update(
+                        task.id, provider_status=status.provider_status, progress=progress
+                    )
+                if status.state.is_terminal:
+                    return status
+        finally:
+            self._watching.pop(task.id, None)
+            poller.forget(provider_task_id)
+
+    def watched_job(self, task_id: str) -> str | None:
+        """The job this process is following for the task, if any."""
+        watching = self._watching.get(task_id)
+        return watching[1] if watching is not None else None
+
+    def nudge(self, task_id: str) -> None:
+        """Look at this task's job now (a provider callback arrived)."""
+        watching = self._watching.get(task_id)
+        if watching is not None:
+            poller, job_id = watching
+            poller.nudge(job_id)
+        else:  # still submitting, or reconciling a lost create
+            self._nudges.fire(task_id)
 
     async def _rehost(self, task: Task, provider: VideoProvider, status: JobStatus) -> None:
         provider_task_id = task.provider_task_id

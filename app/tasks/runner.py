@@ -99,7 +99,14 @@ class LocalRunner:
 
     def nudge(self, task_id: str) -> None:
         """Look at this task's provider job now (e.g. a provider callback arrived)."""
-        self._nudges.fire(task_id)
+        self._pipeline.nudge(task_id)
+
+    def works_on(self, task_id: str) -> bool:
+        return task_id in self._running
+
+    def watched_job(self, task_id: str) -> str | None:
+        """The provider job this process is following for the task (None: not following)."""
+        return self._pipeline.watched_job(task_id)
 
     @property
     def active(self) -> int:

@@ -31,6 +31,7 @@ from app.prompts.variants import make_variants
 from app.providers.registry import ProviderRegistry
 from app.providers.routing import RouteDecision, choose_route
 from app.storage.base import Storage
+from app.tasks.events import Event, TaskEvents
 from app.tasks.extras import sidecar_key
 from app.tasks.long_video import (
     FRAME_SUFFIX,
@@ -41,6 +42,7 @@ from app.tasks.long_video import (
 )
 from app.tasks.models import Task, TaskStatus, utcnow
 from app.tasks.pipeline import build_request, cancel_job
+from app.tasks.progress import ProgressEstimator
 from app.tasks.runner import LocalRunner
 from app.tasks.signals import Signals
 from app.tasks.store import TaskStore
@@ -173,7 +175,9 @@ class TaskService:
         wake_webhooks: Callable[[], None] = lambda: None,
         url_policy: UrlPolicy | None = None,
         quotas: QuotaGuard | None = None,
+        events: TaskEvents | None = None,
     ) -> None:
+        self._events = events or TaskEvents(store)
         self._settings = settings
         self._store = store
         self._runner = runner
@@ -185,6 +189,7 @@ class TaskService:
         self._metrics = metrics
         self._url_policy = url_policy or UrlPolicy()
         self._quotas = quotas or QuotaGuard(store)
+        self.progress = ProgressEstimator(store)
 
     async def create(
         self,
@@ -548,6 +553,9 @@ class TaskService:
     async def adopt_job(self, task_id: str, provider: str, provider_task_id: str) -> None:
         """A provider told us (e.g. by callback) which job is this task's: record it if the
         task has none yet — a submit whose answer was lost — and look at it now."""
+        if self._runner.watched_job(task_id) == provider_task_id:
+            self._runner.nudge(task_id)  # known here already: no write, just look
+            return
         recorded = await self._store.record_job(task_id, provider_task_id)
         if recorded is not None:
             logger.info(
@@ -558,11 +566,27 @@ class TaskService:
             )
             if recorded.status is TaskStatus.CANCELLED and provider in self._providers:
                 await cancel_job(self._store, self._providers.get(provider), recorded)
-        self._runner.nudge(task_id)
+        await self.nudge(task_id)
 
-    def nudge(self, task_id: str) -> None:
-        """Look at this task's provider job now (a hint, e.g. from a provider callback)."""
-        self._runner.nudge(task_id)
+    def follow(self, task: Task, *, after: int | None) -> AsyncIterator[Event]:
+        """The task's events after ``after`` (None: from its current state), live, ending
+        with the terminal event (``app.tasks.events``)."""
+
+        async def load() -> Task:
+            fresh = await self._store.get(task.id)
+            if fresh is None:
+                raise NotFoundError(f"no task {task.id!r}")
+            return fresh
+
+        return self._events.follow(task.id, after=after, load=load, present=self.present)
+
+    async def nudge(self, task_id: str) -> None:
+        """Look at this task's provider job now (a hint, e.g. from a provider callback): here,
+        or on the replica that works on it."""
+        if self._runner.works_on(task_id):
+            self._runner.nudge(task_id)
+        else:
+            await self._events.nudge_elsewhere(task_id)
 
     async def delete(self, task_id: str, *, owner: str) -> Task:
         """Cancel the task if it has not ended, then delete it for its owner.
@@ -636,6 +660,7 @@ class TaskService:
         """A task ended: count it, and deliver its webhook (already in the outbox) now."""
         if task.parent_id is None:  # a long video's shots are parts of one task
             self._metrics.finished(task)
+        self.progress.learn(task)
         if task.callback_url:
             self._wake_webhooks()
 
@@ -667,11 +692,15 @@ class TaskService:
                 task.last_frame_key, expires_s=self._settings.storage.url_expires_s
             )
         caption = task.caption or {}
+        live = await self.progress.of(task)
         return {
             "id": task.id,
             "status": task.status.value,
             "stage": task.stage.value if task.stage else None,
-            "progress": task.progress,
+            "progress": live.progress,
+            "progress_estimated": live.estimated,
+            "eta_s": round(live.eta_s, 1) if live.eta_s is not None else None,
+            "queue_position": task.queue_position if task.status is TaskStatus.QUEUED else None,
             "provider": task.provider,
             "provider_task_id": task.provider_task_id,
             "provider_status": task.provider_status,

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.db import metadata
 from app.db.engine import create_engine_for, db_later, db_now
 from app.errors import ConflictError, UnavailableError
-from app.tasks import outbox
+from app.tasks import events, outbox
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
 
 T = TypeVar("T")
@@ -83,6 +83,8 @@ tasks_table = sa.Table(
     sa.Column("thumbnail_key", sa.String(400)),
     sa.Column("subtitles_key", sa.String(400)),
     sa.Column("caption", sa.JSON),
+    sa.Column("queue_position", sa.Integer),
+    sa.Column("generated_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -101,6 +103,7 @@ _DATETIMES = (
     "lease_until",
     "submit_started_at",
     "deleted_at",
+    "generated_at",
 )
 
 
@@ -155,6 +158,8 @@ class TaskStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: Called with a task id after a write that stored an event for it (``app.tasks.events``).
+        self.on_event: Callable[[str], None] | None = None
         # SQLite has one writer at a time, and its busy handler sleeps in growing steps when
         # threads collide; taking turns in-process is much faster. Other databases need no lock.
         self._write_lock: contextlib.AbstractContextManager[object] = (
@@ -484,17 +489,98 @@ class TaskStore:
 
         statement = _guarded_update(frozenset(values), self.dialect, fence is not None)
 
-        def apply() -> Task | None:
+        def apply() -> tuple[Task | None, bool]:
             with self.write() as conn:
                 row = conn.execute(statement, {"_task_id": task_id, "_fence": fence, **values})
                 found = row.first()
                 if found is None:
-                    return None
+                    return None, False
                 task = row_to_task(found)
                 outbox.enqueue_events(conn, task, values)
-            return task
+                streamed = events.record(conn, task, values)
+            return task, streamed
 
-        return await self.run(apply)
+        task, streamed = await self.run(apply)
+        if streamed and self.on_event is not None:
+            self.on_event(task_id)
+        return task
+
+    async def take_slot(
+        self, task_id: str, changes: dict[str, Any], *, fence: str, provider: str, limit: int
+    ) -> tuple[Task | None, int]:
+        """Apply ``changes`` (the move into ``provider``'s slot) only while fewer than ``limit``
+        of its tasks are generating and no task queued for it longer waits; else return the
+        task's place in that queue (1 = next). One UPDATE, serialised per provider, so every
+        replica counts the same slots: ``(task, 0)``, ``(None, position)``, or ``(None, 0)``
+        when the task is no longer this process's to write."""
+        values = dict(changes)
+        values["status"] = TaskStatus(values["status"]).value
+        if isinstance(values.get("stage"), TaskStage):
+            values["stage"] = values["stage"].value
+        values["updated_at"] = utcnow()
+        other = tasks_table.alias("other")
+        me = tasks_table.alias("me")
+        mine = sa.select(me.c.created_at).where(me.c.id == task_id).scalar_subquery()
+        held = (
+            sa.select(sa.func.count())
+            .select_from(other)
+            .where(
+                other.c.provider == provider,
+                other.c.status == TaskStatus.RUNNING.value,
+                other.c.stage == TaskStage.GENERATING.value,
+            )
+            .scalar_subquery()
+        )
+        ahead = (
+            sa.select(sa.func.count())
+            .select_from(other)
+            .where(
+                other.c.provider == provider,
+                other.c.status == TaskStatus.QUEUED.value,
+                other.c.id != task_id,
+                sa.or_(
+                    other.c.created_at < mine,
+                    sa.and_(other.c.created_at == mine, other.c.id < task_id),
+                ),
+            )
+            .scalar_subquery()
+        )
+        statement = (
+            tasks_table.update()
+            .where(
+                _COLUMNS.id == task_id,
+                _LIVE,
+                _COLUMNS.lease_owner == fence,
+                _COLUMNS.lease_until > db_now(self.dialect),
+                held + ahead < limit,
+            )
+            .values(**values)
+            .returning(*tasks_table.c)
+        )
+        position = sa.select(ahead + 1)
+
+        def apply() -> tuple[Task | None, int, bool]:
+            with self.write() as conn:
+                if self.dialect == "postgresql":
+                    # Serialise takers of this provider's slots (released at commit).
+                    key = int.from_bytes(provider.encode()[:4].ljust(4, b"\0"), "big") & 0x7FFFFFFF
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x76677701, key)))
+                found = conn.execute(statement).first()
+                if found is None:
+                    return None, int(conn.execute(position).scalar_one()), False
+                task = row_to_task(found)
+                outbox.enqueue_events(conn, task, values)
+                return task, 0, events.record(conn, task, values)
+
+        task, place, streamed = await self.run(apply)
+        if task is None:
+            current = await self.get(task_id)
+            if current is None or current.status.is_terminal or current.lease_owner != fence:
+                return None, 0
+            return None, max(1, place)
+        if streamed and self.on_event is not None:
+            self.on_event(task_id)
+        return task, 0
 
     async def hide(self, task_id: str, *, owner: str) -> bool:
         """Mark the owner's task deleted, ended or not (the row stays); False if there was no

@@ -24,6 +24,7 @@ expires), ``FAIL_ME`` (task fails with InternalServiceError); an image URL conta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import re
@@ -31,7 +32,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ MODEL_TABLE: dict[str, Model] = {
 }
 MODELS = frozenset(MODEL_TABLE)
 RESOLUTIONS = ("480p", "720p", "1080p")
+ENDED = frozenset({"succeeded", "failed", "expired", "cancelled"})
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
 CREATE_FIELDS = frozenset(
     {
@@ -177,6 +179,11 @@ class ArkState:
     creates: int = 0
     create_bodies: list[dict[str, Any]] = field(default_factory=list)
     gets: int = 0
+    lists: int = 0
+    # When each status read (GET of one task, or a list) arrived (time.monotonic()).
+    status_reads: list[float] = field(default_factory=list)
+    # Each status read's time and the ids of the ended jobs it answered for.
+    ended_reports: list[tuple[float, frozenset[str]]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
     frames_served: int = 0
@@ -232,6 +239,20 @@ class ArkState:
     def jobs(self) -> list[EmulatedTask]:
         with self.lock:
             return list(self.tasks.values())
+
+    def finished_at(self, task_id: str) -> float:
+        """When a job's outcome became visible (time.monotonic())."""
+        task = self.tasks[task_id]
+        return task.created + self.queued_s + self.running_s
+
+    def reads_per_second(self, since: float, until: float) -> list[int]:
+        """Status reads in each whole second from ``since`` to ``until``."""
+        seconds = max(1, int(until - since + 0.999))
+        counts = [0] * seconds
+        for at in self.status_reads:
+            if since <= at < until:
+                counts[min(seconds - 1, int(at - since))] += 1
+        return counts
 
 
 def _png(width: int = 4, height: int = 4) -> bytes:
@@ -426,7 +447,21 @@ def validate_create(
 
 def create_app(state: ArkState | None = None) -> FastAPI:
     state = state or ArkState()
-    app = FastAPI()
+    clients: list[httpx.AsyncClient] = []
+
+    def callback_client() -> httpx.AsyncClient:
+        # One client for every callback: a client each costs an SSL context each.
+        if not clients:
+            clients.append(httpx.AsyncClient(timeout=5.0))
+        return clients[0]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for client in clients:
+            await client.aclose()
+
+    app = FastAPI(lifespan=lifespan)
     app.state.emulator = state
     ids = itertools.count(1)
     background: set[asyncio.Task[None]] = set()
@@ -505,19 +540,23 @@ def create_app(state: ArkState | None = None) -> FastAPI:
     async def send_callbacks(task: EmulatedTask, base_url: str) -> None:
         assert task.callback_url is not None
         seen: str | None = None
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for _ in range(200):
-                word = status_of(task)
-                if word != seen:
-                    seen = word
-                    try:
-                        r = await client.post(task.callback_url, json=task_object(task, base_url))
-                        state.callbacks_sent.append((task.id, word, r.status_code))
-                    except httpx.HTTPError:
-                        state.callbacks_sent.append((task.id, word, 0))
-                if word in ("succeeded", "failed", "expired", "cancelled"):
-                    return
-                await asyncio.sleep(0.02)
+        changes = (task.created + state.queued_s, task.created + state.queued_s + state.running_s)
+        client = callback_client()
+        for _ in range(200):
+            word = status_of(task)
+            if word != seen:
+                seen = word
+                try:
+                    r = await client.post(task.callback_url, json=task_object(task, base_url))
+                    state.callbacks_sent.append((task.id, word, r.status_code))
+                except httpx.HTTPError:
+                    state.callbacks_sent.append((task.id, word, 0))
+            if word in ("succeeded", "failed", "expired", "cancelled"):
+                return
+            # Sleep until the next change (a cancel is noticed within 0.5 s).
+            now = time.monotonic()
+            upcoming = [at - now for at in changes if at > now]
+            await asyncio.sleep(min([0.5, *upcoming]) + 0.001)
 
     @app.post("/contents/generations/tasks")
     async def create(request: Request) -> Response:
@@ -599,32 +638,63 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         if not authorized(request):
             return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
         state.gets += 1
+        started = time.monotonic()
+        state.status_reads.append(started)
         faulty = await injected("get")
         if faulty is not None:
             return faulty
         task = state.tasks.get(task_id)
         if task is None:
             return ark_error(ArkError(404, "ResourceNotFound", f"task {task_id} not found"))
-        return JSONResponse(task_object(task, str(request.base_url)))
+        obj = task_object(task, str(request.base_url))
+        ended = frozenset({task_id} if obj["status"] in ENDED else ())
+        state.ended_reports.append((started, ended))
+        return JSONResponse(obj)
 
     @app.get("/contents/generations/tasks")
     async def list_tasks(request: Request) -> Response:
         if not authorized(request):
             return ark_error(ArkError(401, *DEFAULT_ERRORS[401]))
+        state.lists += 1
+        started = time.monotonic()  # every job ended by now is reported ended below
+        state.status_reads.append(started)
         faulty = await injected("list")
         if faulty is not None:
             return faulty
         q = request.query_params
-        page_size = int(q.get("page_size", "10"))
-        page_num = int(q.get("page_num", "1"))
-        if not 1 <= page_size <= 500 or page_num < 1:
+        try:
+            page_size = int(q.get("page_size", "10"))
+            page_num = int(q.get("page_num", "1"))
+        except ValueError:
+            return ark_error(ArkError(400, "InvalidParameter", "page_num/page_size must be ints"))
+        if not 1 <= page_size <= 500:
             return ark_error(ArkError(400, "InvalidParameter", "page_size is invalid"))
-        # Newest first, as Ark lists them.
-        items = [task_object(t, str(request.base_url)) for t in reversed(state.tasks.values())]
+        if not 1 <= page_num <= 500:
+            return ark_error(ArkError(400, "InvalidParameter", "page_num is invalid"))
+        # filter.task_ids: repeated (filter.task_ids=a&filter.task_ids=b, as Ark documents it);
+        # a comma list is accepted too.
+        wanted = {
+            part.strip()
+            for value in q.getlist("filter.task_ids")
+            for part in value.split(",")
+            if part.strip()
+        }
+        with state.lock:
+            # Newest first, as Ark lists them.
+            chosen = [
+                t
+                for t in reversed(state.tasks.values())
+                if (not wanted or t.id in wanted)
+                and (not q.get("filter.model") or t.model == q["filter.model"])
+            ]
+        items = [task_object(t, str(request.base_url)) for t in chosen]
         if q.get("filter.status"):
             items = [i for i in items if i["status"] == q["filter.status"]]
         start = (page_num - 1) * page_size
-        return JSONResponse({"total": len(items), "items": items[start : start + page_size]})
+        page = items[start : start + page_size]
+        ended = frozenset(i["id"] for i in page if i["status"] in ENDED)
+        state.ended_reports.append((started, ended))
+        return JSONResponse({"total": len(items), "items": page})
 
     @app.delete("/contents/generations/tasks/{task_id}")
     async def delete(task_id: str, request: Request) -> Response:

@@ -179,3 +179,25 @@ async def test_what_each_model_takes_is_accepted(
         response = await create(ark_emu, http, body)
         assert response.status_code == 200, (body, response.text)
     assert ark_emu.state.creates == len(accepted)
+
+
+async def test_the_list_filters_by_task_ids_repeated_or_comma_separated(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    ids = [
+        (await create(ark_emu, http, {"model": MODEL, "content": text(f"n{n}")})).json()["id"]
+        for n in range(4)
+    ]
+    auth = {"Authorization": f"Bearer {ARK_KEY}"}
+    url = f"{ark_emu.url}/contents/generations/tasks"
+    repeated = await http.get(
+        url,
+        params=[("page_size", 10), ("filter.task_ids", ids[0]), ("filter.task_ids", ids[2])],
+        headers=auth,
+    )
+    assert sorted(item["id"] for item in repeated.json()["items"]) == sorted([ids[0], ids[2]])
+    commas = await http.get(url, params={"filter.task_ids": f"{ids[1]},{ids[3]}"}, headers=auth)
+    assert sorted(item["id"] for item in commas.json()["items"]) == sorted([ids[1], ids[3]])
+    too_big = await http.get(url, params={"page_size": 501}, headers=auth)
+    assert too_big.status_code == 400
+    assert ark_emu.state.lists == 3

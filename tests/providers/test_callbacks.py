@@ -23,12 +23,12 @@ class Tasks:
         self.nudged: list[str] = []
         self.adopted: list[tuple[str, str, str]] = []
 
-    def nudge(self, task_id: str) -> None:
+    async def nudge(self, task_id: str) -> None:
         self.nudged.append(task_id)
 
     async def adopt_job(self, task_id: str, provider: str, job_id: str) -> None:
         self.adopted.append((task_id, provider, job_id))
-        self.nudge(task_id)
+        await self.nudge(task_id)
 
 
 def app_with(api_key: str | None) -> tuple[FastAPI, Tasks]:

@@ -221,3 +221,27 @@ async def test_a_worker_that_lost_its_queue_gets_the_job_again(tiny_model: Path)
             async with provider.open_video(job, status) as stream:
                 data = b"".join([chunk async for chunk in stream])
     assert data[4:8] == b"ftyp" and len(data) == stream.size
+
+
+@pytest.mark.anyio
+async def test_one_status_read_per_worker_answers_for_all_its_jobs(worker_url: str) -> None:
+    settings = CogVideoXSettings(worker_urls=[worker_url], token=WORKER_TOKEN, **TINY)
+    reads: list[httpx.URL] = []
+
+    async def record(request: httpx.Request) -> None:
+        if "/api/v1/status" in request.url.path:
+            reads.append(request.url)
+
+    async with httpx.AsyncClient(event_hooks={"request": [record]}) as http:
+        provider = CogVideoXProvider(settings, http)
+        jobs = [
+            await provider.submit(
+                GenerationRequest(task_id=f"vt_batch{n}", prompt="a cat", duration_ms=1000, fps=8)
+            )
+            for n in range(2)
+        ]
+        gone = f"{worker_key(worker_url)}:vt_never_submitted"
+        statuses = await provider.poll_many([*jobs, gone])
+    assert [url.path for url in reads] == ["/api/v1/status"]  # one read for the worker
+    assert set(statuses) == set(jobs)  # the unknown job is left for a read of its own
+    assert {s.state.value for s in statuses.values()} <= {"queued", "running", "succeeded"}

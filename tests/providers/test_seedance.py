@@ -356,3 +356,45 @@ async def test_broken_and_expired_downloads(
     with pytest.raises(ProviderError) as expired:
         await download(seedance, job, status)
     assert not expired.value.retryable
+
+
+async def test_poll_many_reads_many_jobs_in_one_list_request(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    seedance = provider(ark_emu, http)
+    ids = [await seedance.submit(request(task_id=f"vt_many{n}")) for n in range(3)]
+    other = await seedance.submit(request(task_id="vt_other"))
+    reads = len(ark_emu.state.status_reads)
+    statuses = await seedance.poll_many([*ids, "cgt-unknown"])
+    assert len(ark_emu.state.status_reads) == reads + 1 and ark_emu.state.lists == 1
+    assert set(statuses) == set(ids)  # the unknown job is left out, never another one
+    assert other not in statuses
+    for job_id in ids:
+        final = await wait_terminal(seedance, job_id)
+        assert final.state is JobState.SUCCEEDED
+    ended = await seedance.poll_many(ids)
+    assert {s.state for s in ended.values()} == {JobState.SUCCEEDED}
+    assert all(s.video_url for s in ended.values())
+
+
+async def test_poll_many_sends_task_ids_as_ark_documents_them(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    sent: list[httpx.URL] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.url)
+
+    async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
+        await provider(ark_emu, client).poll_many(["cgt-a", "cgt-b"])
+    [url] = sent
+    assert url.params.get_list("filter.task_ids") == ["cgt-a", "cgt-b"]
+    assert url.params["page_size"] == "2"
+
+
+async def test_poll_many_errors_are_translated(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient
+) -> None:
+    ark_emu.state.fail_next(401, on="list")
+    with pytest.raises(ProviderAuthError):
+        await provider(ark_emu, http, retries=0).poll_many(["cgt-a"])

@@ -77,9 +77,9 @@ def test_a_task_that_keeps_crashing_its_gateway_fails_with_a_reason(
             eventually(lambda: submitted(client, [task_id]))
         for _ in range(2):  # crash, restart, and see the job polled again
             gateway.kill()
-            polls = emu.state.gets
+            polls = len(emu.state.status_reads)
             gateway = GatewayProcess(tmp_path / "data", settings).start()
-            eventually(lambda polls=polls: emu.state.gets > polls)
+            eventually(lambda polls=polls: len(emu.state.status_reads) > polls)
         gateway.kill()
         with (
             running(GatewayProcess(tmp_path / "data", settings)) as (last,),

@@ -57,6 +57,21 @@ def test_generate_produces_an_mp4_of_the_requested_frames_and_size(
     assert check_mp4(video.content, tmp_path) == (17, (48, 32))
 
 
+def test_one_status_read_answers_for_many_tasks(client: httpx.Client) -> None:
+    first = submit(client, task_id="many-1", seed=1)
+    second = submit(client, task_id="many-2", seed=2)
+    wait_for_task(client, "many-2")
+    answer = client.get("/api/v1/status", params={"ids": "many-2,unknown,many-1,many-2"})
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert [task["task_id"] for task in data] == ["many-2", "many-1"]  # unknown left out
+    assert {task["status"] for task in data} <= {"queued", "processing", "completed"}
+    assert data[0]["status"] == "completed" and data[0]["video_url"]
+    assert first["task_id"] == "many-1" and second["task_id"] == "many-2"
+    too_many = client.get("/api/v1/status", params={"ids": ",".join(f"t{n}" for n in range(501))})
+    assert_error(too_many, 422, "validation_error")
+
+
 def test_defaults_come_from_the_checkpoint(client: httpx.Client, tmp_path: Path) -> None:
     # Explicit nulls mean "not set". The tiny checkpoint: 96×64, 9 frames, 8 fps.
     nulls = dict.fromkeys(("num_frames", "width", "height", "fps", "negative_prompt", "image_url"))

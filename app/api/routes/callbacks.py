@@ -42,5 +42,5 @@ async def seedance_callback(
     if isinstance(job_id, str) and 0 < len(job_id) <= 200:
         await tasks.adopt_job(task_id, SEEDANCE, job_id)
     else:
-        tasks.nudge(task_id)
+        await tasks.nudge(task_id)
     return {"ok": True}

@@ -1,0 +1,106 @@
+"""The per-provider poller with hand-written fakes of the provider interface (our own seam):
+batches, a shared rate, reads of jobs a batch left out, nudges first, errors that must not
+fail a job at the first hiccup. The protocols themselves are tested against emulators
+(``test_seedance.py``, ``tests/tasks/test_polling.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from app.errors import ProviderAuthError, ProviderError
+from app.providers.base import Capabilities, JobState, JobStatus
+from app.providers.polling import JobPoller, PollPolicy
+
+pytestmark = pytest.mark.anyio
+
+RUNNING = JobStatus(state=JobState.RUNNING, provider_status="running")
+DONE = JobStatus(state=JobState.SUCCEEDED, provider_status="succeeded", video_url="u")
+
+
+class Batched:
+    name = "batched"
+    capabilities = Capabilities()
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self.poll_policy = policy
+        self.batches: list[list[str]] = []
+        self.singles: list[str] = []
+        self.done: set[str] = set()
+        self.unlisted: set[str] = set()
+        self.fail: list[Exception] = []
+
+    def _status(self, job_id: str) -> JobStatus:
+        return DONE if job_id in self.done else RUNNING
+
+    async def poll_many(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        self.batches.append(list(ids))
+        if self.fail:
+            raise self.fail.pop(0)
+        return {i: self._status(i) for i in ids if i not in self.unlisted}
+
+    async def poll(self, job_id: str) -> JobStatus:
+        self.singles.append(job_id)
+        return self._status(job_id)
+
+
+async def test_one_read_answers_for_a_batch_and_left_out_jobs_are_read_alone() -> None:
+    provider = Batched(PollPolicy(interval_s=0.05, batch=3, max_rps=100))
+    provider.unlisted.add("j4")
+    poller = JobPoller(provider)
+    firsts = await asyncio.gather(*(poller.next(f"j{n}", after=None, wait_s=5) for n in range(5)))
+    assert all(status is not None and status.state is JobState.RUNNING for status in firsts)
+    assert max(len(batch) for batch in provider.batches) == 3  # never more than the batch
+    assert provider.singles == ["j4"]  # the one the batch answers left out
+    provider.done.add("j2")
+    ended = await poller.next("j2", after=RUNNING, wait_s=5)
+    assert ended is not None and ended.state is JobState.SUCCEEDED
+    await poller.aclose()
+
+
+async def test_reads_keep_to_the_shared_rate_and_nudged_jobs_go_first() -> None:
+    provider = Batched(PollPolicy(interval_s=30, batch=1, max_rps=20))
+    poller = JobPoller(provider)
+    await asyncio.gather(*(poller.next(f"j{n}", after=None, wait_s=5) for n in range(4)))
+    assert provider.batches == [] and sorted(provider.singles) == ["j0", "j1", "j2", "j3"]
+    reads = len(provider.singles)
+    provider.done.add("j3")
+    poller.nudge("j3")
+    ended = await poller.next("j3", after=RUNNING, wait_s=5)
+    assert ended is not None and ended.state is JobState.SUCCEEDED
+    # The nudge was read next; nothing else was due (a 30 s interval).
+    assert provider.singles[reads:] == ["j3"]
+    await poller.aclose()
+
+
+async def test_a_broken_batch_read_falls_back_to_reading_jobs_alone() -> None:
+    provider = Batched(PollPolicy(interval_s=0.01, batch=10, max_rps=1000))
+    provider.fail = [ProviderError("the list API is down", retryable=True)]
+    poller = JobPoller(provider)
+    first = await poller.next("j1", after=None, wait_s=10)
+    assert first is not None and first.state is JobState.RUNNING
+    assert provider.batches == [["j1"]] and provider.singles[:1] == ["j1"]
+    await poller.aclose()
+
+
+class Single(Batched):
+    async def poll(self, job_id: str) -> JobStatus:
+        self.singles.append(job_id)
+        if self.fail:
+            raise self.fail.pop(0)
+        return self._status(job_id)
+
+
+async def test_a_passing_hiccup_does_not_fail_the_job_but_bad_credentials_do() -> None:
+    provider = Single(PollPolicy(interval_s=0.01, max_rps=1000))
+    provider.fail = [ProviderError("busy", retryable=True)] * 2
+    poller = JobPoller(provider)
+    first = await poller.next("j1", after=None, wait_s=10)
+    assert first is not None and first.state is JobState.RUNNING and len(provider.singles) == 3
+    provider.fail = [ProviderAuthError("bad key", provider="single")]
+    poller.nudge("j1")
+    with pytest.raises(ProviderAuthError):
+        await poller.next("j1", after=first, wait_s=10)
+    await poller.aclose()
