@@ -731,15 +731,16 @@ class Pipeline:
 
 
 async def cancel_job(store: TaskStore, provider: VideoProvider, task: Task) -> None:
-    """Cancel a cancelled task's job at its provider and record what the provider said."""
+    """Cancel a cancelled task's job at its provider, once however many processes try (the one
+    that cancelled the task, the one that was submitting its job), and record the outcome."""
     assert task.provider_task_id is not None
+    if not await store.claim_job_cancel(task.id, task.provider_task_id, CANCEL_REQUESTED):
+        return  # another process sent it
     try:
         await provider.cancel(task.provider_task_id)
     except Exception as exc:  # best effort: the task is cancelled for our client anyway
         logger.warning("task %s: provider cancel failed: %s", task.id, exc)
         await store.note_provider_status(task.id, CANCEL_FAILED)
-        return
-    await store.note_provider_status(task.id, CANCEL_REQUESTED)
 
 
 def stored_error(task: Task) -> AppError:

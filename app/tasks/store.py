@@ -651,6 +651,26 @@ class TaskStore:
 
         await self.run(apply)
 
+    async def claim_job_cancel(self, task_id: str, provider_task_id: str, word: str) -> bool:
+        """Mark ``provider_task_id``'s cancel as sent (``provider_status = word``) unless a
+        process already did: exactly one of those racing to cancel a job sends the cancel."""
+        statement = (
+            tasks_table.update()
+            .where(
+                _COLUMNS.id == task_id,
+                _COLUMNS.provider_task_id == provider_task_id,
+                sa.or_(_COLUMNS.provider_status.is_(None), _COLUMNS.provider_status != word),
+            )
+            .values(provider_status=word, updated_at=utcnow())
+            .returning(_COLUMNS.id)
+        )
+
+        def apply() -> bool:
+            with self.write() as conn:
+                return conn.execute(statement).first() is not None
+
+        return await self.run(apply)
+
     # -- leases (see app.tasks.leases) ------------------------------------------------------
 
     async def claim(

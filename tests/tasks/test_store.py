@@ -165,3 +165,12 @@ async def test_a_shot_task_is_created_once_and_only_under_a_live_parent_we_hold(
     # Shots are parts of their video: never listed or counted on their own.
     assert [t.id for t in await store.list_for(owner="owner-a")] == [parent.id]
     assert await store.count_for("owner-a") == 1
+
+
+async def test_only_one_process_sends_a_jobs_cancel(store: TaskStore) -> None:
+    task, _ = await store.create(make_task())
+    await store.record_job(task.id, "job-1")
+    await store.update(task.id, status=TaskStatus.CANCELLED)
+    claims = [await store.claim_job_cancel(task.id, "job-1", "cancel requested") for _ in range(3)]
+    assert claims == [True, False, False]
+    assert await store.claim_job_cancel(task.id, "job-2", "cancel requested") is False
