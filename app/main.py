@@ -46,6 +46,7 @@ from app.batches.service import BatchService
 from app.batches.store import BatchStore
 from app.config import Settings
 from app.db.migrate import upgrade as upgrade_schema
+from app.media.ffmpeg import sweep_scratch
 from app.metrics import Metrics
 from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
@@ -228,6 +229,8 @@ def create_app(
                 on_terminal=on_terminal,
             )
             stack.push_async_callback(pipeline.extras.aclose)
+            # Scratch folders of joins a crash interrupted (data/tmp) would stay forever.
+            await asyncio.to_thread(sweep_scratch, settings.data_dir / "tmp")
             stack.push_async_callback(pipeline.pollers.aclose)
             task_events = TaskEvents(store)
             stack.push_async_callback(task_events.aclose)

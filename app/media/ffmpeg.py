@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -91,6 +92,23 @@ async def scratch_dir(parent: Path | None = None, prefix: str = "media-") -> Asy
         yield path
     finally:
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, ignore_errors=True))
+
+
+def sweep_scratch(parent: Path, *, older_than_s: float = 6 * 3600) -> int:
+    """Remove scratch directories a crashed process left in ``parent`` (by age: a process
+    sharing the folder may still be using a young one); return how many went."""
+    if not parent.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in parent.iterdir():
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 class _Tail:

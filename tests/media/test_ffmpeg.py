@@ -74,3 +74,20 @@ def test_redaction_keeps_host_drops_paths_and_queries() -> None:
     assert "https://bucket.oss-cn-hangzhou.aliyuncs.com/…" in out
     assert "/tmp/xyz" not in out and "clip0.mp4" in out
     assert error_summary("frame=  1 fps=0\n[h264 @ 0x1] broken\n  Stream #0:0: Video") == "broken"
+
+
+def test_scratch_left_by_a_crash_is_swept_by_age(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from app.media.ffmpeg import sweep_scratch
+
+    old, young = tmp_path / ".long-old", tmp_path / ".long-young"
+    for folder in (old, young):
+        (folder / "clips").mkdir(parents=True)
+        (folder / "clips" / "0.mp4").write_bytes(b"x")
+    day_ago = time.time() - 86400
+    os.utime(old, (day_ago, day_ago))
+    assert sweep_scratch(tmp_path) == 1
+    assert not old.exists() and (young / "clips" / "0.mp4").exists()
+    assert sweep_scratch(tmp_path / "missing") == 0
