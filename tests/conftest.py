@@ -157,11 +157,18 @@ class LiveGateway:
     settings: Settings
     data_dir: Path
 
-    def wait_task(self, task_id: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Long-poll the task until ``until(task)`` holds (bounded; no timing assertions)."""
+    def wait_task(
+        self,
+        task_id: str,
+        until: Callable[[dict[str, Any]], bool],
+        client: httpx.Client | None = None,
+    ) -> dict[str, Any]:
+        """Long-poll the task (as ``client``, by default the admin's) until ``until(task)``
+        holds (bounded; no timing assertions)."""
         task: dict[str, Any] = {}
         for _ in range(200):
-            task = self.client.get(f"/v1/tasks/{task_id}", params={"wait_s": 0.2}).json()
+            read = (client or self.client).get(f"/v1/tasks/{task_id}", params={"wait_s": 0.2})
+            task = read.json()
             if until(task):
                 return task
         raise AssertionError(f"task never reached the expected state: {task}")

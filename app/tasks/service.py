@@ -528,7 +528,8 @@ class TaskService:
             task = fresh
         return task
 
-    async def cancel(self, task_id: str, *, owner: str) -> Task:
+    async def cancel(self, task_id: str, *, owner: str | None) -> Task:
+        """Cancel ``owner``'s task (``None``: anyone's, for admins); an ended one stays as it is."""
         task = await self.get(task_id, owner=owner)
         if task.status.is_terminal:
             return task

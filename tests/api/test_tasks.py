@@ -85,6 +85,26 @@ def test_cancel_a_running_task_also_cancels_at_the_provider(
     assert gateway.client.delete(f"/v1/tasks/{task['id']}").json()["status"] == "cancelled"
 
 
+def test_an_admin_cancels_another_tenants_task_only_when_it_asks(
+    gateway: LiveGateway, fake: ControlledProvider
+) -> None:
+    issued = gateway.client.post("/v1/admin/tokens", json={"name": "cancel-team"}).json()
+    with gateway.client_for(issued["token"]) as team:
+        task = team.post("/v1/tasks", json={**QUICK, "provider": "fake"}).json()
+        gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None, team)
+        # A tenant cannot reach past its own tasks, and an admin does so only when it asks.
+        assert team.delete(f"/v1/tasks/{task['id']}", params={"owner": "all"}).status_code == 403
+        assert gateway.client.delete(f"/v1/tasks/{task['id']}").status_code == 404
+        assert fake.cancelled == []
+
+        cancelled = gateway.client.delete(
+            f"/v1/tasks/{task['id']}", params={"owner": "cancel-team"}
+        )
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert fake.cancelled == [f"fake-{task['id']}"]
+        assert team.get(f"/v1/tasks/{task['id']}").json()["status"] == "cancelled"
+
+
 def test_cancel_of_a_finished_task_keeps_it(live_gateway: LiveGateway) -> None:
     done = live_gateway.client.post("/generate-video", json=QUICK).json()
     after = live_gateway.client.delete(f"/v1/tasks/{done['task_id']}").json()

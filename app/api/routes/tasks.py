@@ -147,6 +147,14 @@ async def list_tasks(
 
 
 @router.delete("/{task_id}", response_model=TaskPublic, responses=error_responses(404))
-async def cancel_task(task_id: str, principal: PrincipalDep, tasks: TasksDep) -> dict[str, Any]:
-    """Cancel a task that has not ended (also at the provider)."""
-    return await tasks.present(await tasks.cancel(task_id, owner=principal.owner))
+async def cancel_task(
+    task_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    owner: OwnerQuery = None,
+) -> dict[str, Any]:
+    """Cancel a task that has not ended (also at the provider); admins may cancel another
+    tenant's with ``owner``."""
+    scope = await owner_scope(request, principal, owner)
+    return await tasks.present(await tasks.cancel(task_id, owner=scope))

@@ -34,12 +34,14 @@ export function render(main, { params, state, signal, navigate }) {
       h("section", { class: "card" }, h("h2", {}, t("task.request")), details)));
 
   let view = null;
-  // Another tenant's task (an admin following a link from Operate or "all tenants"): read with
-  // ?owner=all; it cannot be cancelled from here (a cancel is its owner's).
+  // Another tenant's task (an admin following a link from Operate or "all tenants"): read and
+  // cancelled with ?owner=all; not retried from here (a retry would be the admin's own task).
   let foreign = false;
   const cancel = async () => {
     try {
-      const task = await api(`v1/tasks/${encodeURIComponent(taskId)}`, { method: "DELETE", signal });
+      const task = await api(`v1/tasks/${encodeURIComponent(taskId)}`, {
+        method: "DELETE", query: foreign ? { owner: "all" } : undefined, signal,
+      });
       show(task);
     } catch (exc) {
       if (exc.name !== "AbortError") showError(describe(exc));
@@ -48,7 +50,7 @@ export function render(main, { params, state, signal, navigate }) {
 
   function show(task, mode) {
     if (!view) {
-      view = progressView(task, foreign ? null : cancel, { heading: false });
+      view = progressView(task, cancel, { heading: false });
       replace(live, view.root);
     }
     view.update(task, mode);
@@ -66,7 +68,7 @@ export function render(main, { params, state, signal, navigate }) {
     // Inline images come back shortened ("data:image/png;base64,…"): such a task is edited, not resent.
     const complete = !/"data:[^"]*…"/.test(JSON.stringify(request));
     replace(el,
-      TERMINAL.has(task.status) && complete
+      TERMINAL.has(task.status) && complete && !foreign
         ? h("button", {
           type: "button", class: "secondary",
           onclick: async (event) => {
