@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -45,6 +46,12 @@ class Storage(Protocol):
         """Whether ``url`` is a link this storage handed out (an uploaded image, a shot's last
         frame passed on to the next shot): the gateway's own file, not a caller's URL, so the
         guard on callers' URLs does not apply to it. False when the backend cannot tell."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """Where ``key`` lies on this host's disk, for a backend that keeps files here (so
+        ffmpeg reads the file itself rather than through the gateway's own ``/files``);
+        ``None`` for remote stores."""
         ...
 
     async def exists(self, key: str) -> bool: ...

@@ -7,6 +7,7 @@ Handed to the pipeline and the task service; ``app.state.storage`` keeps the bac
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from app.metrics import Metrics
@@ -48,6 +49,9 @@ class InstrumentedStorage:
         return await self._observe(
             "put", self._inner.put(key, chunks, content_type=content_type, size=size)
         )
+
+    def local_path(self, key: str) -> Path | None:
+        return self._inner.local_path(key)
 
     async def url(self, key: str, *, expires_s: int) -> str:
         return await self._observe("url", self._inner.url(key, expires_s=expires_s))

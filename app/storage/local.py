@@ -141,6 +141,10 @@ class LocalStorage:
             f"?exp={expires_at}&sig={self._sign(key, expires_at)}"
         )
 
+    def local_path(self, key: str) -> Path:
+        """The file itself (``path_for``)."""
+        return self.path_for(key)
+
     def owns(self, url: str) -> bool:
         """A ``/files`` link whose signature this storage made (whatever host it was given
         under: links follow the address a client used)."""

@@ -255,6 +255,10 @@ class OssStorage:
         """Links to the bucket are public-host URLs: the caller-URL guard lets them through."""
         return False
 
+    def local_path(self, key: str) -> None:
+        """Objects live in the bucket, not on this host."""
+        return None
+
     async def exists(self, key: str) -> bool:
         check_key(key)
         found: bool = await self._call(self._bucket.object_exists, key, action=f"HEAD {key}")

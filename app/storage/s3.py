@@ -212,6 +212,10 @@ class S3Storage:
         """Links to the bucket are public-host URLs: the caller-URL guard lets them through."""
         return False
 
+    def local_path(self, key: str) -> None:
+        """Objects live in the bucket, not on this host."""
+        return None
+
     async def exists(self, key: str) -> bool:
         check_key(key)
         try:

@@ -32,7 +32,6 @@ from app.prompts.service import PromptService
 from app.prompts.storyboard import SUBTITLE_CHARS
 from app.prompts.text import trim_prompt
 from app.storage.base import Storage
-from app.storage.local import LocalStorage
 from app.tasks.models import Task, generated_duration_ms
 from app.tasks.store import TaskStore
 
@@ -91,10 +90,9 @@ class VideoExtras:
                 await self._make_poster(task_id, video_key)
 
     async def _make_poster(self, task_id: str, video_key: str) -> None:
-        source: Path | str
-        if isinstance(self._storage, LocalStorage):
-            source = self._storage.path_for(video_key)  # no need to go through HTTP
-        else:
+        # A file on this host is read as it is, not through the gateway's own /files.
+        source: Path | str | None = self._storage.local_path(video_key)
+        if source is None:
             source = await self._storage.url(video_key, expires_s=600)
         key = await self.store_thumbnail(task_id, source, video_key)
         if key is None:

@@ -601,8 +601,12 @@ class _ParentRun:
         return await self.o.storage.url(stored.key, expires_s=expires_s)
 
     async def _fetch_clip(self, index: int, child: Task) -> Path:
-        """Stream a finished shot's clip from storage into the work folder."""
+        """A finished shot's clip on this host's disk: where local storage keeps it (read in
+        place), else streamed from storage into the work folder."""
         assert child.video_key is not None
+        local = self.o.storage.local_path(child.video_key)
+        if local is not None:
+            return local
         dest = self.work / f"shot{index:02d}.mp4"
         url = await self.o.storage.url(child.video_key, expires_s=3600)
         for attempt in range(1, FETCH_ATTEMPTS + 1):
