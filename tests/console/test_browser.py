@@ -17,7 +17,7 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from PIL import Image
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from app.api.deps import PrincipalDep, TasksDep
 from tests.conftest import GatewayFactory, LiveGateway
@@ -207,6 +207,20 @@ def test_cancel_a_slow_task(
         assert slow.cancelled == [f"slow-{task_id}"]
         assert gateway.client.get(f"/v1/tasks/{task_id}").json()["status"] == "cancelled"
         page.screenshot(path=tmp_path / "cancelled.png", full_page=True)
+
+        # An admin cancels another tenant's task from its page as well (with ?owner=all).
+        issued = gateway.client.post("/v1/admin/tokens", json={"name": "team-slow"}).json()
+        with gateway.client_for(issued["token"]) as team:
+            body = {"prompt": "their glacier", "provider": "slow", "duration_ms": 500, "fps": 4}
+            theirs = team.post("/v1/tasks", json=body).json()
+            gateway.wait_task(theirs["id"], lambda t: t["provider_task_id"] is not None, team)
+            page.goto(f"{gateway.base_url}/#/tasks/{theirs['id']}")
+            expect(page.get_by_test_id("foreign-task")).to_be_visible()
+            page.get_by_role("button", name="Cancel").click()
+            gateway.wait_task(theirs["id"], lambda t: t["status"] == "cancelled", team)
+        assert slow.cancelled == [f"slow-{task_id}", f"slow-{theirs['id']}"]
+        expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+        page.screenshot(path=tmp_path / "cancelled-foreign.png", full_page=True)
     slow.release()
 
 
