@@ -126,15 +126,22 @@ def sqlite_restarts(rounds: int) -> list[tuple[str, str, str]]:
         with gateway.client(TOKEN) as client:
             ids = [client.post("/v1/tasks", json={"prompt": f"sqlite {n}"}).json()["id"]
                    for n in range(10)]  # fmt: skip
-            while not all(client.get(f"/v1/tasks/{i}").json()["provider_task_id"] for i in ids):
+            jobs: list[str] = []
+            while len(jobs) < len(ids):
                 time.sleep(0.1)
+                jobs = [
+                    j for i in ids if (j := client.get(f"/v1/tasks/{i}").json()["provider_task_id"])
+                ]
         for _ in range(min(rounds, 15)):  # each crash counts toward max_attempts (20)
             gateway.kill()
-            polls = state.gets
+            before = {job: state.job_reads[job] for job in jobs}
             started = time.monotonic()
             gateway = GatewayProcess(data, settings, port=gateway.port).start()
             ready = time.monotonic()
-            while state.gets < polls + len(ids):  # every task's job polled again
+            # Every task's job read again (one by one or in a batched list read).
+            while any(state.job_reads[job] == before[job] for job in jobs):
+                if time.monotonic() - ready > 120:
+                    raise RuntimeError("the restarted gateway did not resume its tasks in 120 s")
                 time.sleep(0.01)
             ready_s.append(ready - started)
             resumed_s.append(time.monotonic() - ready)

@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,8 @@ class ArkState:
     lists: int = 0
     # When each status read (GET of one task, or a list) arrived (time.monotonic()).
     status_reads: list[float] = field(default_factory=list)
+    # How many status reads (a GET, or a list page naming it) answered for each job.
+    job_reads: Counter[str] = field(default_factory=Counter)
     # Each status read's time and the ids of the ended jobs it answered for.
     ended_reports: list[tuple[float, frozenset[str]]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
@@ -647,6 +650,7 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         if task is None:
             return ark_error(ArkError(404, "ResourceNotFound", f"task {task_id} not found"))
         obj = task_object(task, str(request.base_url))
+        state.job_reads[task_id] += 1
         ended = frozenset({task_id} if obj["status"] in ENDED else ())
         state.ended_reports.append((started, ended))
         return JSONResponse(obj)
@@ -693,6 +697,7 @@ def create_app(state: ArkState | None = None) -> FastAPI:
         start = (page_num - 1) * page_size
         page = items[start : start + page_size]
         ended = frozenset(i["id"] for i in page if i["status"] in ENDED)
+        state.job_reads.update(i["id"] for i in page)
         state.ended_reports.append((started, ended))
         return JSONResponse({"total": len(items), "items": page})
 
