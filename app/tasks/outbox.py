@@ -76,6 +76,7 @@ outbox_table = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Index("ix_vgw_webhook_outbox_due", "status", "next_attempt_at"),
 )
+_INSERT = outbox_table.insert()
 
 meta_table = sa.Table(
     "vgw_meta",
@@ -108,17 +109,18 @@ def enqueue_events(conn: sa.Connection, task: Task, changes: dict[str, Any]) -> 
     now = utcnow()
     for event in events_for(task, changes):
         conn.execute(
-            outbox_table.insert().values(
-                id=f"msg_{uuid.uuid4().hex}",
-                task_id=task.id,
-                event=event,
-                url=task.callback_url,
-                body=None,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            _INSERT,
+            {
+                "id": f"msg_{uuid.uuid4().hex}",
+                "task_id": task.id,
+                "event": event,
+                "url": task.callback_url,
+                "body": None,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
         )
 
 

@@ -95,7 +95,9 @@ tasks_table = sa.Table(
 _FIELDS = [f.name for f in dataclasses.fields(Task)]
 _COLUMNS = tasks_table.c
 # "Not terminal", spelled so that the status index serves it.
-_LIVE = _COLUMNS.status.in_([s.value for s in TaskStatus if not s.is_terminal])
+# Equalities rather than IN (…): an IN list is expanded again on every execution, and this
+# condition guards every write.
+_LIVE = sa.or_(*(_COLUMNS.status == s.value for s in TaskStatus if not s.is_terminal))
 _DATETIMES = (
     "created_at",
     "updated_at",
@@ -130,6 +132,25 @@ def _task_to_row(task: Task) -> dict[str, Any]:
     return row
 
 
+_INSERT = tasks_table.insert().returning(*tasks_table.c)
+
+
+@functools.cache
+def _leased_insert(dialect: str) -> sa.Insert:
+    """The INSERT of a task that starts leased for ``_lease_s`` seconds on the database's
+    clock (built once per dialect: building a statement costs more than running it)."""
+    later = db_later(dialect, sa.bindparam("_lease_s", type_=sa.Float))
+    return tasks_table.insert().values(lease_until=later).returning(*tasks_table.c)
+
+
+_RECORD_JOB = (
+    tasks_table.update()
+    .where(_COLUMNS.id == sa.bindparam("_task_id"), _COLUMNS.provider_task_id.is_(None))
+    .values(
+        provider_task_id=sa.bindparam("provider_task_id"), updated_at=sa.bindparam("updated_at")
+    )
+    .returning(*tasks_table.c)
+)
 _SELECT_BY_ID = tasks_table.select().where(_COLUMNS.id == sa.bindparam("_task_id"))
 _SELECT_BY_ID_AND_OWNER = _SELECT_BY_ID.where(_COLUMNS.owner == sa.bindparam("_owner"))
 
@@ -204,9 +225,11 @@ class TaskStore:
         body is a conflict.
         """
         row = _task_to_row(task)
+        insert: sa.Insert = _INSERT
         if lease_s is not None and task.lease_owner:
-            row["lease_until"] = db_later(self.dialect, sa.literal(lease_s))
-        insert = tasks_table.insert().values(**row).returning(*tasks_table.c)
+            del row["lease_until"]
+            row["_lease_s"] = lease_s
+            insert = _leased_insert(self.dialect)
 
         def insert_row() -> tuple[Task, bool]:
             with self.write() as conn:
@@ -221,7 +244,7 @@ class TaskStore:
                             .where(_COLUMNS.id == existing.id)
                             .values(idempotency_key=None)
                         )
-                stored = row_to_task(conn.execute(insert).one())
+                stored = row_to_task(conn.execute(insert, row).one())
                 if stored.status.is_terminal:  # a result reused from the cache
                     outbox.enqueue_events(conn, stored, {"status": stored.status})
             return stored, True
@@ -601,16 +624,11 @@ class TaskStore:
     async def record_job(self, task_id: str, provider_task_id: str) -> Task | None:
         """Write the provider's job id unless one is already there; return the task after the
         write, or None if the task already named a (possibly different) job."""
-        statement = (
-            tasks_table.update()
-            .where(_COLUMNS.id == task_id, _COLUMNS.provider_task_id.is_(None))
-            .values(provider_task_id=provider_task_id, updated_at=utcnow())
-            .returning(*tasks_table.c)
-        )
+        values = {"_task_id": task_id, "provider_task_id": provider_task_id, "updated_at": utcnow()}
 
         def apply() -> Task | None:
             with self.write() as conn:
-                row = conn.execute(statement).first()
+                row = conn.execute(_RECORD_JOB, values).first()
             return row_to_task(row) if row else None
 
         return await self.run(apply)
