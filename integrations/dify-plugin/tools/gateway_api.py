@@ -17,10 +17,13 @@ import httpx
 from dify_plugin.entities.tool import ToolInvokeMessage
 from dify_plugin.interfaces.tool import Tool
 
-USER_AGENT = "dify-video-gateway-plugin/0.1.0"
+USER_AGENT = "dify-video-gateway-plugin/0.1.1"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 #: The gateway answers a long-poll after at most 60 s; ask for less so a slow network still fits.
 LONG_POLL_S = 25.0
+#: A video's poster (``thumbnail_url``) is made just after the video is published: how long a
+#: tool that has the video waits for it before answering without one.
+POSTER_WAIT_S = 5.0
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -114,6 +117,19 @@ class Gateway:
             if remaining <= 0:
                 break
             task = self.get_task(str(task["id"]), wait_s=min(LONG_POLL_S, remaining))
+        return self.with_poster(task)
+
+    def with_poster(self, task: dict[str, Any]) -> dict[str, Any]:
+        """``task`` read again, if it succeeded without a poster yet, until the poster is there
+        (at most ``POSTER_WAIT_S``; the video is what matters, so then it goes without)."""
+        deadline = time.monotonic() + POSTER_WAIT_S
+        while (
+            task.get("status") == "succeeded"
+            and not task.get("thumbnail_url")
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.25)
+            task = self.get_task(str(task["id"]))
         return task
 
     def expand(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,4 +20,6 @@ class GetVideoTool(Tool):
         wait_s = DEFAULT_WAIT_S if wait in (None, "") else min(MAX_WAIT_S, max(0.0, float(wait)))
         with Gateway(self.runtime.credentials) as gateway:
             task = gateway.get_task(task_id, wait_s=wait_s)
+            if wait_s > 0:
+                task = gateway.with_poster(task)
         yield from task_messages(self, task)
