@@ -20,7 +20,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from app.api.deps import PrincipalDep, TasksDep
-from tests.conftest import GatewayFactory, LiveGateway
+from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.console.conftest import open_page, sign_in, until
 from tests.fakes import ControlledProvider
 
@@ -218,6 +218,8 @@ def test_cancel_a_slow_task(
             expect(page.get_by_test_id("foreign-task")).to_be_visible()
             page.get_by_role("button", name="Cancel").click()
             gateway.wait_task(theirs["id"], lambda t: t["status"] == "cancelled", team)
+        # The status is written first; the provider's cancel follows within the same request.
+        eventually(lambda: len(slow.cancelled) == 2)
         assert slow.cancelled == [f"slow-{task_id}", f"slow-{theirs['id']}"]
         expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
         page.screenshot(path=tmp_path / "cancelled-foreign.png", full_page=True)
