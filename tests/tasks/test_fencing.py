@@ -4,6 +4,7 @@ it neither submits, nor overwrites, nor publishes a video."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ class Setup:
         self.store = TaskStore.from_url(url)
         self.fake = ControlledProvider()
         self.storage = LocalStorage(tmp_path / "files", signing_key=b"k" * 32, base_url="http://x")
+        self.pipelines: list[Pipeline] = []
 
     def pipeline(self, instance_id: str) -> Pipeline:
-        return Pipeline(
+        pipeline = Pipeline(
             settings=self.settings,
             store=self.store,
             providers=ProviderRegistry({"fake": self.fake}, default="fake"),
@@ -43,6 +45,15 @@ class Setup:
             nudges=Signals(),
             instance_id=instance_id,
         )
+        self.pipelines.append(pipeline)
+        return pipeline
+
+    async def aclose(self) -> None:
+        """As the gateway does at shutdown: background work (posters) stops while the loop runs.
+        Left to the event loop's own teardown, a poster cancelled while its ffmpeg is starting
+        can hang it (asyncio cancels its own pipe set-up too, and then waits forever)."""
+        for pipeline in self.pipelines:
+            await pipeline.extras.aclose()
 
     async def task(self, owner: str, **fields: Any) -> Task:
         task = Task(
@@ -57,8 +68,10 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> Setup:
-    return Setup(tmp_path)
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    setup = Setup(tmp_path)
+    yield setup
+    await setup.aclose()
 
 
 async def take_over(setup: Setup, task_id: str, new_owner: str) -> None:
