@@ -135,16 +135,30 @@ def sqlite_restarts(rounds: int) -> list[tuple[str, str, str]]:
         for _ in range(min(rounds, 15)):  # each crash counts toward max_attempts (20)
             gateway.kill()
             before = {job: state.job_reads[job] for job in jobs}
+            resumed: list[float] = []
+
             started = time.monotonic()
+
+            def watch(
+                before: dict[str, int] = before,
+                resumed: list[float] = resumed,
+                deadline: float = started + 120,
+            ) -> None:
+                # Every task's job read again (one by one or in a batched list read).
+                while any(state.job_reads[job] == before[job] for job in jobs):
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.005)
+                resumed.append(time.monotonic())
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
             gateway = GatewayProcess(data, settings, port=gateway.port).start()
-            ready = time.monotonic()
-            # Every task's job read again (one by one or in a batched list read).
-            while any(state.job_reads[job] == before[job] for job in jobs):
-                if time.monotonic() - ready > 120:
-                    raise RuntimeError("the restarted gateway did not resume its tasks in 120 s")
-                time.sleep(0.01)
-            ready_s.append(ready - started)
-            resumed_s.append(time.monotonic() - ready)
+            ready_s.append(time.monotonic() - started)
+            watcher.join(130)
+            if not resumed:
+                raise RuntimeError("the restarted gateway did not resume its tasks in 120 s")
+            resumed_s.append(resumed[0] - started)
         gateway.kill()
 
     def median(values: list[float]) -> str:
@@ -152,8 +166,8 @@ def sqlite_restarts(rounds: int) -> list[tuple[str, str, str]]:
 
     return [
         ("SQLite: kill -9 + restart, start → healthy (p50)", median(ready_s), ""),
-        ("SQLite: healthy → all 10 tasks polled again (p50)", median(resumed_s), "≈ 0"),
-        ("SQLite: slowest resume after healthy", f"{max(resumed_s):.2f} s", "≤ 2 s"),
+        ("SQLite: start → all 10 tasks' jobs read again (p50)", median(resumed_s), "≤ 2 s"),
+        ("SQLite: slowest such resume", f"{max(resumed_s):.2f} s", "≤ 2 s"),
     ]
 
 
