@@ -27,6 +27,7 @@ from app.config import Settings, load_settings
 from app.main import create_app
 from app.providers.base import VideoProvider
 from tests.emulators.server import free_port, serve_in_thread
+from tests.fakes import ControlledProvider
 
 TOKEN = "test-token-alpha-0001"
 OTHER_TOKEN = "test-token-bravo-0002"
@@ -228,6 +229,22 @@ def gateway_factory(tmp_path: Path) -> GatewayFactory:
                 client.close()
 
     return start
+
+
+@pytest.fixture
+def fake() -> ControlledProvider:
+    """A provider whose jobs run until the test releases them (``tests.fakes``)."""
+    return ControlledProvider()
+
+
+@pytest.fixture
+def fake_gateway(
+    gateway_factory: GatewayFactory, fake: ControlledProvider
+) -> Iterator[LiveGateway]:
+    """The gateway with ``fake`` as provider ``"fake"`` beside the defaults."""
+    with gateway_factory(extra_providers={"fake": fake}) as gateway:
+        yield gateway
+        fake.release()
 
 
 @pytest.fixture

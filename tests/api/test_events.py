@@ -1,12 +1,11 @@
 """Live task events over Server-Sent Events (``httpx-sse``) and WebSockets (``websockets``),
-against a live gateway: every change in order, the terminal event last, a reconnect with
+against a live fake_gateway: every change in order, the terminal event last, a reconnect with
 ``Last-Event-ID`` that misses nothing, tenancy, and a stream through another replica."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,6 @@ from tests.fakes import ControlledProvider
 
 BODY = {"prompt": "watch me", "duration_ms": 500, "fps": 4, "provider": "fake"}
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture
-def fake() -> ControlledProvider:
-    return ControlledProvider()
-
-
-@pytest.fixture
-def gateway(gateway_factory: GatewayFactory, fake: ControlledProvider) -> Iterator[LiveGateway]:
-    with gateway_factory(extra_providers={"fake": fake}) as gateway:
-        yield gateway
-        fake.release()
 
 
 def read_sse(
@@ -51,13 +38,13 @@ def read_sse(
 
 
 def test_sse_streams_every_change_and_ends_with_the_terminal_event(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
-    task = gateway.client.post("/v1/tasks", json=BODY).json()
-    gateway.wait_task(task["id"], lambda t: t["progress"] == 40)  # the job is cooking
-    first = read_sse(gateway.client, task["id"], stop=1)
+    task = fake_gateway.client.post("/v1/tasks", json=BODY).json()
+    fake_gateway.wait_task(task["id"], lambda t: t["progress"] == 40)  # the job is cooking
+    first = read_sse(fake_gateway.client, task["id"], stop=1)
     threading.Timer(0.2, fake.release).start()
-    events = read_sse(gateway.client, task["id"], last_event_id=first[0][1])
+    events = read_sse(fake_gateway.client, task["id"], last_event_id=first[0][1])
     types = [kind for kind, _, _ in events]
     assert first[0][0] == "status" and first[0][2]["progress"] == 40
     assert types[-1] == "succeeded" and set(types[:-1]) <= {"status", "progress"}
@@ -72,33 +59,33 @@ def test_sse_streams_every_change_and_ends_with_the_terminal_event(
 
 
 def test_a_reconnect_with_last_event_id_misses_nothing(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
-    task = gateway.client.post("/v1/tasks", json=BODY).json()
+    task = fake_gateway.client.post("/v1/tasks", json=BODY).json()
     fake.release()
-    gateway.wait_task(task["id"], lambda t: t["status"] == "succeeded")
-    everything = read_sse(gateway.client, task["id"], last_event_id="0")
+    fake_gateway.wait_task(task["id"], lambda t: t["status"] == "succeeded")
+    everything = read_sse(fake_gateway.client, task["id"], last_event_id="0")
     assert everything[-1][0] == "succeeded" and len(everything) >= 4
     # A client that had seen the first two events and lost its connection.
-    resumed = read_sse(gateway.client, task["id"], last_event_id=everything[1][1])
+    resumed = read_sse(fake_gateway.client, task["id"], last_event_id=everything[1][1])
     assert [(k, i) for k, i, _ in resumed] == [(k, i) for k, i, _ in everything[2:]]
     # A client connecting after the end gets the end at once.
-    assert [k for k, _, _ in read_sse(gateway.client, task["id"])] == ["succeeded"]
+    assert [k for k, _, _ in read_sse(fake_gateway.client, task["id"])] == ["succeeded"]
 
 
-def test_streams_are_for_the_tasks_owner_only(gateway: LiveGateway) -> None:
-    task = gateway.client.post("/v1/tasks", json=BODY).json()
-    with gateway.client_for(gateway.other_token) as other:
+def test_streams_are_for_the_tasks_owner_only(fake_gateway: LiveGateway) -> None:
+    task = fake_gateway.client.post("/v1/tasks", json=BODY).json()
+    with fake_gateway.client_for(fake_gateway.other_token) as other:
         answer = other.get(f"/v1/tasks/{task['id']}/events")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
-    assert httpx.get(f"{gateway.base_url}/v1/tasks/{task['id']}/events").status_code == 401
-    bad = gateway.client.get(
+    assert httpx.get(f"{fake_gateway.base_url}/v1/tasks/{task['id']}/events").status_code == 401
+    bad = fake_gateway.client.get(
         f"/v1/tasks/{task['id']}/events", headers={"Last-Event-ID": "nonsense"}
     )
     assert bad.status_code == 422
-    ws_url = gateway.base_url.replace("http", "ws") + f"/v1/tasks/{task['id']}/ws"
+    ws_url = fake_gateway.base_url.replace("http", "ws") + f"/v1/tasks/{task['id']}/ws"
     for url, headers, status in (
-        (f"{ws_url}?token={gateway.other_token}", {}, 404),
+        (f"{ws_url}?token={fake_gateway.other_token}", {}, 404),
         (ws_url, {}, 401),
         (ws_url, {"Authorization": "Bearer not-a-token-at-all"}, 403),
     ):
@@ -109,16 +96,16 @@ def test_streams_are_for_the_tasks_owner_only(gateway: LiveGateway) -> None:
 
 @pytest.mark.parametrize("token_in", ["header", "query"])
 def test_the_websocket_streams_the_same_events(
-    gateway: LiveGateway, fake: ControlledProvider, token_in: str
+    fake_gateway: LiveGateway, fake: ControlledProvider, token_in: str
 ) -> None:
-    task = gateway.client.post("/v1/tasks", json=BODY).json()
-    gateway.wait_task(task["id"], lambda t: t["progress"] == 40)
-    url = gateway.base_url.replace("http", "ws") + f"/v1/tasks/{task['id']}/ws"
+    task = fake_gateway.client.post("/v1/tasks", json=BODY).json()
+    fake_gateway.wait_task(task["id"], lambda t: t["progress"] == 40)
+    url = fake_gateway.base_url.replace("http", "ws") + f"/v1/tasks/{task['id']}/ws"
     headers = {}
     if token_in == "header":
-        headers["Authorization"] = f"Bearer {gateway.token}"
+        headers["Authorization"] = f"Bearer {fake_gateway.token}"
     else:
-        url += f"?token={gateway.token}"
+        url += f"?token={fake_gateway.token}"
     messages = []
     with ws_connect(url, additional_headers=headers) as ws:
         messages.append(json.loads(ws.recv(timeout=30)))
@@ -127,7 +114,7 @@ def test_the_websocket_streams_the_same_events(
             messages.append(json.loads(raw))
     assert messages[0]["type"] == "status" and messages[0]["data"]["id"] == task["id"]
     assert messages[-1]["type"] == "succeeded" and messages[-1]["data"]["video_url"]
-    sse = read_sse(gateway.client, task["id"], last_event_id=str(messages[0]["id"]))
+    sse = read_sse(fake_gateway.client, task["id"], last_event_id=str(messages[0]["id"]))
     assert [(m["type"], str(m["id"])) for m in messages[1:]] == [(k, i) for k, i, _ in sse]
 
 

@@ -5,36 +5,22 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from fastapi import FastAPI, Request
 
 from app.errors import ContentRejectedError
-from tests.conftest import GatewayFactory, LiveGateway
+from tests.conftest import LiveGateway
 from tests.emulators.server import serve_in_thread
 from tests.fakes import ControlledProvider
 
 QUICK = {"prompt": "quick", "duration_ms": 500, "fps": 4}
 
 
-@pytest.fixture
-def fake() -> ControlledProvider:
-    return ControlledProvider()
-
-
-@pytest.fixture
-def gateway(gateway_factory: GatewayFactory, fake: ControlledProvider) -> Iterator[LiveGateway]:
-    with gateway_factory(extra_providers={"fake": fake}) as gateway:
-        yield gateway
-    fake.release()
-
-
 def test_submit_answers_202_at_once_and_long_poll_returns_when_done(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
-    created = gateway.client.post("/v1/tasks", json={**QUICK, "provider": "fake"})
+    created = fake_gateway.client.post("/v1/tasks", json={**QUICK, "provider": "fake"})
     assert created.status_code == 202
     task = created.json()
     assert task["status"] in ("queued", "running") and task["video_url"] is None
@@ -42,62 +28,64 @@ def test_submit_answers_202_at_once_and_long_poll_returns_when_done(
     assert task["route_reason"] == "requested provider 'fake'"
 
     # Short long-poll: still running (the fake holds the job), with the provider's own word.
-    polled = gateway.wait_task(task["id"], lambda t: t["provider_status"] == "cooking")
+    polled = fake_gateway.wait_task(task["id"], lambda t: t["provider_status"] == "cooking")
     assert polled["status"] == "running" and polled["stage"] == "generating"
     assert polled["provider_status"] == "cooking" and polled["progress"] == 40
     assert polled["provider_task_id"] == f"fake-{task['id']}"
 
     fake.release()
-    done = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 20}).json()
+    done = fake_gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 20}).json()
     assert done["status"] == "succeeded" and done["progress"] == 100 and done["stage"] is None
     assert httpx.get(done["video_url"]).content == fake.video
     assert len(fake.submits) == 1
 
 
-def test_list_is_newest_first_with_filters(gateway: LiveGateway, fake: ControlledProvider) -> None:
-    first = gateway.client.post("/v1/tasks", json={**QUICK, "prompt": "first"}).json()
-    gateway.client.get(f"/v1/tasks/{first['id']}", params={"wait_s": 20})
-    second = gateway.client.post(
+def test_list_is_newest_first_with_filters(
+    fake_gateway: LiveGateway, fake: ControlledProvider
+) -> None:
+    first = fake_gateway.client.post("/v1/tasks", json={**QUICK, "prompt": "first"}).json()
+    fake_gateway.client.get(f"/v1/tasks/{first['id']}", params={"wait_s": 20})
+    second = fake_gateway.client.post(
         "/v1/tasks", json={**QUICK, "prompt": "second", "provider": "fake"}
     ).json()
 
-    listed = gateway.client.get("/v1/tasks").json()["data"]
+    listed = fake_gateway.client.get("/v1/tasks").json()["data"]
     assert [t["id"] for t in listed] == [second["id"], first["id"]]
-    succeeded = gateway.client.get("/v1/tasks", params={"status": "succeeded"}).json()["data"]
+    succeeded = fake_gateway.client.get("/v1/tasks", params={"status": "succeeded"}).json()["data"]
     assert [t["id"] for t in succeeded] == [first["id"]]
-    assert len(gateway.client.get("/v1/tasks", params={"limit": 1}).json()["data"]) == 1
+    assert len(fake_gateway.client.get("/v1/tasks", params={"limit": 1}).json()["data"]) == 1
 
 
 def test_cancel_a_running_task_also_cancels_at_the_provider(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
-    task = gateway.client.post("/v1/tasks", json={**QUICK, "provider": "fake"}).json()
-    gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
-    cancelled = gateway.client.delete(f"/v1/tasks/{task['id']}")
+    task = fake_gateway.client.post("/v1/tasks", json={**QUICK, "provider": "fake"}).json()
+    fake_gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None)
+    cancelled = fake_gateway.client.delete(f"/v1/tasks/{task['id']}")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert fake.cancelled == [f"fake-{task['id']}"]
 
     fake.release()  # the provider finishing later must not resurrect the task
-    again = gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 1}).json()
+    again = fake_gateway.client.get(f"/v1/tasks/{task['id']}", params={"wait_s": 1}).json()
     assert again["status"] == "cancelled" and again["video_url"] is None
     # Cancelling an ended task changes nothing.
-    assert gateway.client.delete(f"/v1/tasks/{task['id']}").json()["status"] == "cancelled"
+    assert fake_gateway.client.delete(f"/v1/tasks/{task['id']}").json()["status"] == "cancelled"
 
 
 def test_an_admin_cancels_another_tenants_task_only_when_it_asks(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
-    issued = gateway.client.post("/v1/admin/tokens", json={"name": "cancel-team"}).json()
-    with gateway.client_for(issued["token"]) as team:
+    issued = fake_gateway.client.post("/v1/admin/tokens", json={"name": "cancel-team"}).json()
+    with fake_gateway.client_for(issued["token"]) as team:
         task = team.post("/v1/tasks", json={**QUICK, "provider": "fake"}).json()
-        gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None, team)
+        fake_gateway.wait_task(task["id"], lambda t: t["provider_task_id"] is not None, team)
         # A tenant cannot reach past its own tasks, and an admin does so only when it asks.
         assert team.delete(f"/v1/tasks/{task['id']}", params={"owner": "all"}).status_code == 403
-        assert gateway.client.delete(f"/v1/tasks/{task['id']}").status_code == 404
+        assert fake_gateway.client.delete(f"/v1/tasks/{task['id']}").status_code == 404
         assert fake.cancelled == []
 
-        cancelled = gateway.client.delete(
+        cancelled = fake_gateway.client.delete(
             f"/v1/tasks/{task['id']}", params={"owner": "cancel-team"}
         )
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -112,61 +100,63 @@ def test_cancel_of_a_finished_task_keeps_it(live_gateway: LiveGateway) -> None:
 
 
 def test_idempotency_key_returns_the_same_task(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     headers = {"Idempotency-Key": "dify-run-1"}
     body = {**QUICK, "provider": "fake"}
-    first = gateway.client.post("/v1/tasks", json=body, headers=headers).json()
-    again = gateway.client.post("/v1/tasks", json=body, headers=headers).json()
+    first = fake_gateway.client.post("/v1/tasks", json=body, headers=headers).json()
+    again = fake_gateway.client.post("/v1/tasks", json=body, headers=headers).json()
     assert again["id"] == first["id"]
     # wait_s does not change what is generated: a retry with another wait is the same request.
     fake.release()
-    sync = gateway.client.post("/generate-video", json={**body, "wait_s": 20}, headers=headers)
+    sync = fake_gateway.client.post("/generate-video", json={**body, "wait_s": 20}, headers=headers)
     assert sync.status_code == 200 and sync.json()["task_id"] == first["id"]
     assert len(fake.submits) == 1
 
 
-def test_idempotency_key_with_another_body_is_409(gateway: LiveGateway) -> None:
+def test_idempotency_key_with_another_body_is_409(fake_gateway: LiveGateway) -> None:
     headers = {"Idempotency-Key": "k-409"}
-    gateway.client.post("/v1/tasks", json=QUICK, headers=headers)
-    conflict = gateway.client.post("/v1/tasks", json={**QUICK, "prompt": "other"}, headers=headers)
+    fake_gateway.client.post("/v1/tasks", json=QUICK, headers=headers)
+    conflict = fake_gateway.client.post(
+        "/v1/tasks", json={**QUICK, "prompt": "other"}, headers=headers
+    )
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "conflict"
 
 
-def test_idempotency_keys_are_per_token(gateway: LiveGateway) -> None:
+def test_idempotency_keys_are_per_token(fake_gateway: LiveGateway) -> None:
     headers = {"Idempotency-Key": "shared-key"}
-    mine = gateway.client.post("/v1/tasks", json=QUICK, headers=headers).json()
-    with gateway.client_for(gateway.other_token) as other:
+    mine = fake_gateway.client.post("/v1/tasks", json=QUICK, headers=headers).json()
+    with fake_gateway.client_for(fake_gateway.other_token) as other:
         theirs = other.post("/v1/tasks", json=QUICK, headers=headers).json()
     assert mine["id"] != theirs["id"]
 
 
 def test_concurrent_retries_with_one_key_make_one_task(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     body = {**QUICK, "provider": "fake"}
 
     def post() -> str:
-        with gateway.client_for(gateway.token) as client:
+        with fake_gateway.client_for(fake_gateway.token) as client:
             response = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "race"})
             return str(response.json()["id"])
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         ids = set(pool.map(lambda _: post(), range(8)))
     assert len(ids) == 1
-    gateway.client.get(f"/v1/tasks/{ids.pop()}", params={"wait_s": 1})
+    fake_gateway.client.get(f"/v1/tasks/{ids.pop()}", params={"wait_s": 1})
     assert len(fake.submits) == 1
 
 
 def test_failed_generation_answers_with_the_error_and_task_id(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     fake.fail_with = ContentRejectedError(
         "OutputVideoSensitiveContentDetected: the output was flagged"
     )
     fake.release()
-    response = gateway.client.post("/generate-video", json={**QUICK, "provider": "fake"})
+    response = fake_gateway.client.post("/generate-video", json={**QUICK, "provider": "fake"})
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == {
@@ -174,22 +164,22 @@ def test_failed_generation_answers_with_the_error_and_task_id(
         "message": "OutputVideoSensitiveContentDetected: the output was flagged",
         "retryable": False,
     }
-    task = gateway.client.get(f"/v1/tasks/{body['task_id']}").json()
+    task = fake_gateway.client.get(f"/v1/tasks/{body['task_id']}").json()
     assert task["status"] == "failed" and task["error"] == body["error"]
 
 
 def test_provider_deadline_fails_the_task_with_provider_timeout(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     fake.deadline_s = 0.5
-    response = gateway.client.post("/generate-video", json={**QUICK, "provider": "fake"})
+    response = fake_gateway.client.post("/generate-video", json={**QUICK, "provider": "fake"})
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "provider_timeout"
     assert fake.cancelled  # the job was cancelled at the provider, not left running
 
 
 def test_callback_url_gets_the_finished_task(
-    gateway: LiveGateway, fake: ControlledProvider
+    fake_gateway: LiveGateway, fake: ControlledProvider
 ) -> None:
     received: list[dict] = []  # type: ignore[type-arg]
 
@@ -202,7 +192,7 @@ def test_callback_url_gets_the_finished_task(
     with serve_in_thread(receiver) as hook:
         fake.release()
         body = {**QUICK, "provider": "fake", "callback_url": f"{hook}/done", "metadata": {"run": 7}}
-        done = gateway.client.post("/generate-video", json=body).json()
+        done = fake_gateway.client.post("/generate-video", json=body).json()
         for _ in range(100):
             if received:
                 break

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.fakes import ControlledProvider
@@ -15,65 +13,59 @@ from tests.fakes import ControlledProvider
 BODY = {"prompt": "limits test", "duration_ms": 500, "fps": 4, "provider": "fake"}
 
 
-@pytest.fixture
-def fake() -> ControlledProvider:
-    return ControlledProvider()
-
-
-@pytest.fixture
-def gateway(gateway_factory: GatewayFactory, fake: ControlledProvider) -> Iterator[LiveGateway]:
-    with gateway_factory(extra_providers={"fake": fake}) as gateway:
-        yield gateway
-        fake.release()
-
-
-def issue(gateway: LiveGateway, name: str, **fields: Any) -> str:
-    answer = gateway.client.post("/v1/admin/tokens", json={"name": name, **fields})
+def issue(fake_gateway: LiveGateway, name: str, **fields: Any) -> str:
+    answer = fake_gateway.client.post("/v1/admin/tokens", json={"name": name, **fields})
     assert answer.status_code == 201, answer.text
     return str(answer.json()["token"])
 
 
-def get(gateway: LiveGateway, token: str) -> httpx.Response:
-    return httpx.get(f"{gateway.base_url}/v1/tasks", headers={"Authorization": f"Bearer {token}"})
+def get(fake_gateway: LiveGateway, token: str) -> httpx.Response:
+    return httpx.get(
+        f"{fake_gateway.base_url}/v1/tasks", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
-def test_a_token_over_its_rate_gets_429_and_others_do_not(gateway: LiveGateway) -> None:
+def test_a_token_over_its_rate_gets_429_and_others_do_not(fake_gateway: LiveGateway) -> None:
     # 2 at once, then one per 20 s: the third request is surely over, however slow the machine.
-    limited = issue(gateway, "limited", requests_per_s=0.1, burst=2)
-    other = issue(gateway, "other", requests_per_s=0.1, burst=2)
-    assert [get(gateway, limited).status_code for _ in range(2)] == [200, 200]
-    refused = get(gateway, limited)
+    limited = issue(fake_gateway, "limited", requests_per_s=0.1, burst=2)
+    other = issue(fake_gateway, "other", requests_per_s=0.1, burst=2)
+    assert [get(fake_gateway, limited).status_code for _ in range(2)] == [200, 200]
+    refused = get(fake_gateway, limited)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limited"
     assert refused.json()["error"]["retryable"] is True
     assert 1 <= int(refused.headers["Retry-After"]) <= 20
     # Another token (and the unlimited configured ones) are untouched.
-    assert get(gateway, other).status_code == 200
-    assert gateway.client.get("/v1/tasks").status_code == 200
+    assert get(fake_gateway, other).status_code == 200
+    assert fake_gateway.client.get("/v1/tasks").status_code == 200
 
 
 def test_limits_default_from_config_and_a_token_may_switch_them_off(
     gateway_factory: GatewayFactory,
 ) -> None:
-    with gateway_factory({"limits": {"requests_per_s": 0.1, "burst": 2}}) as gateway:
-        assert [gateway.client.get("/v1/tasks").status_code for _ in range(3)] == [200, 200, 429]
-        free = issue_via_other(gateway, "unlimited", requests_per_s=0)
-        capped = issue_via_other(gateway, "capped")
-        assert all(get(gateway, free).status_code == 200 for _ in range(5))
-        assert [get(gateway, capped).status_code for _ in range(3)] == [200, 200, 429]
+    with gateway_factory({"limits": {"requests_per_s": 0.1, "burst": 2}}) as fake_gateway:
+        assert [fake_gateway.client.get("/v1/tasks").status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+        free = issue_via_other(fake_gateway, "unlimited", requests_per_s=0)
+        capped = issue_via_other(fake_gateway, "capped")
+        assert all(get(fake_gateway, free).status_code == 200 for _ in range(5))
+        assert [get(fake_gateway, capped).status_code for _ in range(3)] == [200, 200, 429]
 
 
-def issue_via_other(gateway: LiveGateway, name: str, **fields: Any) -> str:
+def issue_via_other(fake_gateway: LiveGateway, name: str, **fields: Any) -> str:
     """Issue with the second configured token (the first one is out of requests)."""
-    with gateway.client_for(gateway.other_token) as admin:
+    with fake_gateway.client_for(fake_gateway.other_token) as admin:
         answer = admin.post("/v1/admin/tokens", json={"name": name, **fields})
     assert answer.status_code == 201, answer.text
     return str(answer.json()["token"])
 
 
-def test_max_active_tasks(gateway: LiveGateway, fake: ControlledProvider) -> None:
-    token = issue(gateway, "busy", max_active_tasks=2)
-    with gateway.client_for(token) as team:
+def test_max_active_tasks(fake_gateway: LiveGateway, fake: ControlledProvider) -> None:
+    token = issue(fake_gateway, "busy", max_active_tasks=2)
+    with fake_gateway.client_for(token) as team:
         first = [team.post("/v1/tasks", json=BODY).json() for _ in range(2)]
         over = team.post("/v1/tasks", json=BODY)
         assert over.status_code == 429
@@ -94,9 +86,9 @@ def test_max_active_tasks(gateway: LiveGateway, fake: ControlledProvider) -> Non
     assert len(fake.submits) == 3  # the refused creates never reached the provider
 
 
-def test_tasks_per_day(gateway: LiveGateway, fake: ControlledProvider) -> None:
-    token = issue(gateway, "daily", tasks_per_day=2)
-    with gateway.client_for(token) as team:
+def test_tasks_per_day(fake_gateway: LiveGateway, fake: ControlledProvider) -> None:
+    token = issue(fake_gateway, "daily", tasks_per_day=2)
+    with fake_gateway.client_for(token) as team:
         first = team.post("/v1/tasks", json=BODY, headers={"Idempotency-Key": "one"}).json()
         team.post("/v1/tasks", json=BODY)
         over = team.post("/v1/tasks", json=BODY)
@@ -108,20 +100,20 @@ def test_tasks_per_day(gateway: LiveGateway, fake: ControlledProvider) -> None:
         again = team.post("/v1/tasks", json=BODY, headers={"Idempotency-Key": "one"})
         assert again.status_code == 202 and again.json()["id"] == first["id"]
     # Quotas are per tenant.
-    assert gateway.client.post("/v1/tasks", json=BODY).status_code == 202
+    assert fake_gateway.client.post("/v1/tasks", json=BODY).status_code == 202
     eventually(lambda: len(fake.submits) == 3)
 
 
-def test_provider_allow_list(gateway: LiveGateway) -> None:
-    token = issue(gateway, "preview-only", providers=["preview"])
-    with gateway.client_for(token) as team:
+def test_provider_allow_list(fake_gateway: LiveGateway) -> None:
+    token = issue(fake_gateway, "preview-only", providers=["preview"])
+    with fake_gateway.client_for(token) as team:
         explicit = team.post("/v1/tasks", json=BODY)  # provider "fake"
         assert explicit.status_code == 403
         assert "may not use provider 'fake'" in explicit.json()["error"]["message"]
         routed = team.post("/v1/tasks", json={k: v for k, v in BODY.items() if k != "provider"})
         assert routed.status_code == 202 and routed.json()["provider"] == "preview"
-    fake_only = issue(gateway, "fake-only", providers=["fake"])
-    with gateway.client_for(fake_only) as team:
+    fake_only = issue(fake_gateway, "fake-only", providers=["fake"])
+    with fake_gateway.client_for(fake_only) as team:
         routed = team.post("/v1/tasks", json={k: v for k, v in BODY.items() if k != "provider"})
         assert routed.status_code == 403  # the default route lands on preview
         assert "routed to provider 'preview'" in routed.json()["error"]["message"]
