@@ -18,36 +18,24 @@ import asyncio
 import datetime as dt
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import imageio_ffmpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.emulators import ark
 from tests.emulators.faults import Videos
+from tests.emulators.serve import pattern_mp4
 from tests.emulators.server import free_port, serve_in_thread
 from tests.processes import GatewayProcess
 
 TOKEN = "bench-token-0123456789"
 ARK_KEY = "ark-bench-key-0123456789"
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def tiny_mp4(folder: Path) -> bytes:
-    out = folder / "clip.mp4"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi",
-         "-i", "testsrc=size=320x240:rate=8", "-t", "1", "-pix_fmt", "yuv420p",
-         "-c:v", "libx264", "-movflags", "+faststart", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out.read_bytes()
 
 
 async def create_all(base_url: str, jobs: int, tag: str) -> list[str]:
@@ -141,7 +129,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        video = tiny_mp4(root)
+        video = pattern_mp4()
         for jobs in args.jobs:
             for callbacks in (False, True):
                 result = run(jobs, args.job_s, callbacks=callbacks, video=video, root=root)

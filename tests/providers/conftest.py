@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
-import imageio_ffmpeg
 import pytest
 
 from app.config import JimengSettings, SeedanceSettings
 from app.providers.base import GenerationRequest, JobState, JobStatus, VideoProvider
 from tests.emulators import ark, jimeng_official, jimeng_relay
 from tests.emulators.faults import Videos
+from tests.emulators.serve import pattern_mp4
 from tests.emulators.server import serve_in_thread
 
 S = TypeVar("S")
@@ -33,16 +32,9 @@ class Emulator(Generic[S]):
 
 
 @pytest.fixture(scope="session")
-def mp4_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def mp4_bytes() -> bytes:
     """A real, tiny H.264 MP4 (1 s, 320x240, 8 fps)."""
-    out = tmp_path_factory.mktemp("video") / "test.mp4"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi",
-         "-i", "testsrc=size=320x240:rate=8", "-t", "1", "-pix_fmt", "yuv420p",
-         "-c:v", "libx264", "-movflags", "+faststart", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out.read_bytes()
+    return pattern_mp4()
 
 
 @pytest.fixture
