@@ -205,6 +205,15 @@ class TaskStore:
         except OperationalError as exc:
             raise UnavailableError("the task store is unavailable") from exc
 
+    async def _changed(self, statement: sa.Executable) -> bool:
+        """Run ``statement`` (an UPDATE … RETURNING) in a write; whether it changed a row."""
+
+        def apply() -> bool:
+            with self.write() as conn:
+                return conn.execute(statement).first() is not None
+
+        return await self.run(apply)
+
     async def check(self) -> None:
         def ping() -> None:
             with self.engine.connect() as conn:
@@ -614,12 +623,7 @@ class TaskStore:
             .values(deleted_at=utcnow(), updated_at=utcnow())
             .returning(_COLUMNS.id)
         )
-
-        def apply() -> bool:
-            with self.write() as conn:
-                return conn.execute(statement).first() is not None
-
-        return await self.run(apply)
+        return await self._changed(statement)
 
     async def record_job(self, task_id: str, provider_task_id: str) -> Task | None:
         """Write the provider's job id unless one is already there; return the task after the
@@ -647,12 +651,7 @@ class TaskStore:
             .values(thumbnail_key=thumbnail_key, updated_at=utcnow())
             .returning(_COLUMNS.id)
         )
-
-        def apply() -> bool:
-            with self.write() as conn:
-                return conn.execute(statement).first() is not None
-
-        return await self.run(apply)
+        return await self._changed(statement)
 
     async def note_provider_status(self, task_id: str, provider_status: str) -> None:
         """Record what the provider said, even on an ended task (e.g. the job was cancelled
@@ -682,12 +681,7 @@ class TaskStore:
             .values(provider_status=word, updated_at=utcnow())
             .returning(_COLUMNS.id)
         )
-
-        def apply() -> bool:
-            with self.write() as conn:
-                return conn.execute(statement).first() is not None
-
-        return await self.run(apply)
+        return await self._changed(statement)
 
     # -- leases (see app.tasks.leases) ------------------------------------------------------
 
