@@ -603,13 +603,8 @@ class SeedanceProvider:
             raise self._garbage(response, "succeeded task without video_url in")
         return status
 
-    async def poll_many(self, provider_task_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Many jobs in one read of Ark's task list (``filter.task_ids`` repeated, as Ark's
-        docs give it). Jobs the list leaves out (older than its 7 days, another service tier)
-        are missing from the answer; the poller then reads them one by one."""
-        ids = list(dict.fromkeys(provider_task_ids))[:LIST_MAX_PAGE_SIZE]
-        params: list[tuple[str, str | int]] = [("page_num", 1), ("page_size", len(ids))]
-        params += [("filter.task_ids", job_id) for job_id in ids]
+    async def _list(self, params: Any) -> list[Any]:
+        """The items of one page of Ark's task list (``GET …/contents/generations/tasks``)."""
         response = await self._call("GET", "/contents/generations/tasks", params=params)
         if response.status_code >= 400:
             raise self._error(response, creating=False)
@@ -617,6 +612,16 @@ class SeedanceProvider:
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise self._garbage(response, "list")
+        return items
+
+    async def poll_many(self, provider_task_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Many jobs in one read of Ark's task list (``filter.task_ids`` repeated, as Ark's
+        docs give it). Jobs the list leaves out (older than its 7 days, another service tier)
+        are missing from the answer; the poller then reads them one by one."""
+        ids = list(dict.fromkeys(provider_task_ids))[:LIST_MAX_PAGE_SIZE]
+        params: list[tuple[str, str | int]] = [("page_num", 1), ("page_size", len(ids))]
+        params += [("filter.task_ids", job_id) for job_id in ids]
+        items = await self._list(params)
         wanted = set(ids)
         found: dict[str, JobStatus] = {}
         for item in items:
@@ -709,17 +714,7 @@ class SeedanceProvider:
         earliest = since.timestamp() - FIND_SKEW_S
         candidates: list[str] = []
         for page in range(1, LIST_MAX_PAGES + 1):
-            response = await self._call(
-                "GET",
-                "/contents/generations/tasks",
-                params={"page_num": page, "page_size": LIST_PAGE_SIZE},
-            )
-            if response.status_code >= 400:
-                raise self._error(response, creating=False)
-            data = _json(response)
-            items = data.get("items") if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                raise self._garbage(response, "list")
+            items = await self._list({"page_num": page, "page_size": LIST_PAGE_SIZE})
             older = False
             for item in items:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
