@@ -8,6 +8,10 @@ bounded retries, and ``asyncio.timeout([llm] timeout_s)`` around the whole call 
 
 Every failure — unreachable, slow, HTTP errors, an empty, refused or unusable answer — is
 raised as :class:`LlmError` with a short reason that never contains the API key.
+
+The ``openai`` SDK is imported only when an endpoint is configured (:meth:`LlmExpander.
+from_settings`): importing it takes a third of a second, and a gateway restarted after a crash
+should be back at its tasks, not loading an SDK it may never call.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-
-import openai
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING
 
 from app.config import LlmSettings
 from app.prompts.text import Lang, clean_answer, looks_like_refusal
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAIError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +105,9 @@ class Brief:
         return "\n".join(lines)
 
 
-def _describe(exc: openai.OpenAIError) -> LlmError:
+def _describe(exc: OpenAIError) -> LlmError:
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return LlmError("the LLM request timed out")
     if isinstance(exc, openai.APIConnectionError):
@@ -148,8 +155,10 @@ class LlmExpander:
     def from_settings(cls, settings: LlmSettings) -> LlmExpander | None:
         if not (settings.base_url and settings.model):
             return None
+        import openai
+
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
-        client = AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=key,  # Ollama and vLLM accept any key; the SDK insists on one
             timeout=openai.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s)),
@@ -194,6 +203,8 @@ class LlmExpander:
         """One chat completion's raw text, bounded by ``timeout_s``; :class:`LlmError` when the
         call fails, is refused or comes back empty. ``what`` words the refusal ("write a
         storyboard"). Storyboards and captions use it too."""
+        import openai  # loaded by now: the client is one of its objects
+
         try:
             async with asyncio.timeout(self.timeout_s):
                 completion = await self._client.chat.completions.create(

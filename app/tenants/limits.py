@@ -10,6 +10,7 @@ quarter of the gateway's throughput with 50 busy tokens in ``bench/rate_limits.p
 keyed by tenant id, so a rotated token keeps its bucket and one tenant never touches
 another's. When Redis cannot be reached the limiter lets requests through and says so in the
 log (at most once a minute): an outage of the limiter must not become an outage of the gateway.
+The Redis client is imported only when ``[limits] storage`` names a Redis server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -55,6 +55,8 @@ def make_storage(settings: LimitsSettings) -> tuple[Storage, Callable[[], Awaita
     """The ``limits`` storage and how to close it (our own Redis pool, so it can be closed)."""
     if settings.storage == "memory":
         return MemoryStorage(), _nothing
+    import redis.asyncio
+
     pool = redis.asyncio.ConnectionPool.from_url(
         settings.storage, socket_connect_timeout=2, socket_timeout=2
     )

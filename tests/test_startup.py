@@ -1,0 +1,48 @@
+"""What a gateway loads when it starts.
+
+A gateway restarted after a crash should be back at its tasks within about two seconds
+(``bench/chaos.py``), and most of a start is importing code. SDKs that a configuration may never
+call are loaded when they are first needed: the MCP server on the first ``/mcp`` request, the
+``openai`` client when ``[llm]`` names an endpoint, Alembic when the schema is not at its newest,
+the Redis client when ``[limits] storage`` names a server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.processes import REPO, GatewayProcess
+
+LAZY = ("mcp", "openai", "alembic", "redis", "watchfiles")
+
+START_AND_STOP = """
+import asyncio, sys
+from app.config import load_settings
+from app.main import create_app
+
+async def main():
+    app = create_app(load_settings(None))
+    async with app.router.lifespan_context(app):
+        pass
+
+asyncio.run(main())
+print(",".join(sorted(name for name in sys.argv[1:] if name in sys.modules)))
+"""
+
+
+def test_a_start_loads_no_sdk_its_configuration_does_not_call(tmp_path: Path) -> None:
+    env = GatewayProcess(tmp_path / "data").env()
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=REPO, env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        return done.stdout.decode().strip()
+
+    # The first start on an empty database migrates it (Alembic is loaded for that) ...
+    assert run("-c", START_AND_STOP, *LAZY) == "alembic"
+    # ... and every later one finds the schema current and loads none of them.
+    assert run("-c", START_AND_STOP, *LAZY) == ""
