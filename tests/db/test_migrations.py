@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -18,7 +19,7 @@ import app.tasks.outbox
 import app.tasks.store
 import app.tenants.tokens  # noqa: F401 - registers vgw_tokens on the metadata
 from app.db import metadata
-from app.db.migrate import current_revision, head_revision, upgrade
+from app.db.migrate import HEAD, alembic_config, current_revision, head_revision, upgrade
 from app.tasks.leases import FileInstanceLocks, Leases
 from app.tasks.models import TaskStatus
 from app.tasks.store import TaskStore
@@ -72,6 +73,43 @@ async def test_a_database_from_before_leases_gains_them(tmp_path: Path) -> None:
         assert {task.id for task in claimed} == {"vt_legacy_running"}
     finally:
         await store.aclose()
+
+
+def test_head_names_the_newest_migration() -> None:
+    # Start-up skips Alembic when the database is at HEAD: a stale HEAD would skip a migration.
+    assert head_revision() == HEAD
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_database_at_head_is_recognised_without_loading_alembic(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres_url")
+    script = (
+        "import sys; from app.db.migrate import upgrade; "
+        "print(upgrade(sys.argv[1]), 'alembic' in sys.modules)"
+    )
+
+    def upgrade_in_a_new_process() -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", script, url], cwd=REPO, capture_output=True, check=True
+        )
+        return run.stdout.decode().strip()
+
+    assert upgrade_in_a_new_process() == f"(None, '{HEAD}') True"  # empty: Alembic migrates
+    assert upgrade_in_a_new_process() == f"('{HEAD}', '{HEAD}') False"
+    # One revision behind: Alembic is loaded again and brings it up.
+    previous = f"{int(HEAD) - 1:04d}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), previous)
+    finally:
+        engine.dispose()
+    assert upgrade_in_a_new_process() == f"('{previous}', '{HEAD}') True"
 
 
 def test_replicas_starting_together_migrate_once(fresh_postgres_url: str) -> None:
