@@ -68,6 +68,7 @@ from app.tasks.store import TaskStore
 from app.tenants.limits import RequestLimiter, default_limits
 from app.tenants.quotas import QuotaGuard
 from app.tenants.tokens import TokenHasher, TokenService, TokenStore
+from app.tls import tls_context
 from app.urls import BaseUrlResolver
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def create_app(
             )
         async with contextlib.AsyncExitStack() as stack:
             http = httpx.AsyncClient(
+                verify=tls_context(),
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
                 follow_redirects=True,

@@ -211,9 +211,14 @@ def parse_template(data: Any, *, where: str, default_name: str | None = None) ->
     )
 
 
+# libyaml's safe loader when PyYAML was built with it (its wheels are): the built-in catalog is
+# read at every start, and the pure-Python loader takes ten times as long.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
 

@@ -38,6 +38,7 @@ import httpx
 from app.config import ConfigError, PromptsSettings
 from app.errors import ContentRejectedError, UnavailableError
 from app.prompts.text import is_han
+from app.tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,9 @@ class ModerationClient:
         self._fail_open = fail_open
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)), headers=headers
+            verify=tls_context(),
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            headers=headers,
         )
 
     async def flagged_categories(self, text: str) -> list[str] | None:

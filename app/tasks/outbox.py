@@ -44,6 +44,7 @@ from standardwebhooks.webhooks import Webhook
 from app.db import metadata
 from app.db.engine import db_later, db_now
 from app.tasks.models import Task, utcnow
+from app.tls import tls_context
 
 if TYPE_CHECKING:
     from app.config import WebhooksSettings
@@ -184,6 +185,7 @@ class WebhookOutbox:
         self._max_age = dt.timedelta(hours=settings.max_age_h)
         self._http = httpx.AsyncClient(
             transport=transport,
+            verify=tls_context(),
             timeout=httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s)),
             limits=httpx.Limits(
                 max_connections=settings.max_connections,
