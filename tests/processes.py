@@ -79,13 +79,16 @@ class GatewayProcess:
         )
         log.close()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.05)
+        # One client for the whole wait: a new one per try builds a TLS context each time, CPU
+        # taken from the gateway starting beside it (bench/chaos.py times that start).
+        with httpx.Client(timeout=1) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"gateway exited at start:\n{self.log()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.base_url}/healthz").status_code == 200:
+                        return self
+                time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"gateway did not start in {timeout_s:.0f} s:\n{self.log()}")
 
