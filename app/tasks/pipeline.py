@@ -445,7 +445,10 @@ class Pipeline:
             raise
 
     async def _record_job(self, task: Task, provider: VideoProvider, job_id: str) -> Task:
-        recorded = await self._store.record_job(task.id, job_id)
+        # One write for the id and "submitted" (the id is written even without the lease).
+        recorded, held = await self._store.record_submitted_job(
+            task.id, job_id, fence=self._me, provider_status="submitted"
+        )
         if recorded is None:
             recorded = await self._store.get(task.id)
             if recorded is None:
@@ -467,7 +470,10 @@ class Pipeline:
             provider.name,
             extra={"task_id": task.id, "provider": provider.name},
         )
-        return await self._update(task.id, provider_status="submitted")
+        if recorded is None or not held:
+            # Not written as ours: the fenced write says why (cancelled, or no longer ours).
+            return await self._update(task.id, provider_status="submitted")
+        return recorded
 
     async def _recover_submit(
         self, task: Task, provider: VideoProvider, *, cause: AppError | None = None

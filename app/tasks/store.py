@@ -17,6 +17,9 @@ Writes come in three kinds:
 
 A terminal transition and the webhook events it causes are written in one transaction
 (``app.tasks.outbox``), so a crash can never end a task and lose its callback.
+
+On SQLite the pipeline's writes (``create``, ``update``, ``record_…``) go through one writer
+thread that commits whatever arrived together in one transaction (``app.db.group_commit``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.db import metadata
 from app.db.engine import create_engine_for, db_later, db_now
+from app.db.group_commit import GroupCommit
 from app.errors import ConflictError, UnavailableError
 from app.tasks import events, outbox
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
@@ -117,7 +121,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def row_to_task(row: sa.Row[Any]) -> Task:
-    data = dict(row._mapping)
+    return _task_from(dict(row._mapping))
+
+
+def _task_from(data: dict[str, Any]) -> Task:
+    """A task from its row's columns (``data`` is changed in place)."""
     data["status"] = TaskStatus(data["status"])
     data["stage"] = TaskStage(data["stage"]) if data["stage"] else None
     for name in _DATETIMES:
@@ -151,6 +159,31 @@ _RECORD_JOB = (
     )
     .returning(*tasks_table.c)
 )
+
+
+@functools.cache
+def _record_submitted_job(dialect: str) -> sa.Update:
+    """``_RECORD_JOB``, also setting ``provider_status`` while ``:_fence`` holds the lease, and
+    returning whether it does (``held``)."""
+    held = sa.and_(
+        _LIVE,
+        _COLUMNS.lease_owner == sa.bindparam("_fence"),
+        _COLUMNS.lease_until > db_now(dialect),
+    )
+    return (
+        tasks_table.update()
+        .where(_COLUMNS.id == sa.bindparam("_task_id"), _COLUMNS.provider_task_id.is_(None))
+        .values(
+            provider_task_id=sa.bindparam("provider_task_id"),
+            updated_at=sa.bindparam("updated_at"),
+            provider_status=sa.case(
+                (held, sa.bindparam("provider_status")), else_=_COLUMNS.provider_status
+            ),
+        )
+        .returning(*tasks_table.c, held.label("held"))
+    )
+
+
 _SELECT_BY_ID = tasks_table.select().where(_COLUMNS.id == sa.bindparam("_task_id"))
 _SELECT_BY_ID_AND_OWNER = _SELECT_BY_ID.where(_COLUMNS.owner == sa.bindparam("_owner"))
 
@@ -186,6 +219,7 @@ class TaskStore:
         self._write_lock: contextlib.AbstractContextManager[object] = (
             threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         )
+        self._group = GroupCommit(engine, self._write_lock) if self.dialect == "sqlite" else None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -205,14 +239,24 @@ class TaskStore:
         except OperationalError as exc:
             raise UnavailableError("the task store is unavailable") from exc
 
+    async def _write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction, shared with writes arriving at the same time on
+        SQLite (``GroupCommit``); a database that cannot answer is a 503."""
+        if self._group is None:
+
+            def apply() -> T:
+                with self.write() as conn:
+                    return fn(conn)
+
+            return await self.run(apply)
+        try:
+            return await self._group.write(fn)
+        except OperationalError as exc:
+            raise UnavailableError("the task store is unavailable") from exc
+
     async def _changed(self, statement: sa.Executable) -> bool:
         """Run ``statement`` (an UPDATE … RETURNING) in a write; whether it changed a row."""
-
-        def apply() -> bool:
-            with self.write() as conn:
-                return conn.execute(statement).first() is not None
-
-        return await self.run(apply)
+        return await self._write(lambda conn: conn.execute(statement).first() is not None)
 
     async def check(self) -> None:
         def ping() -> None:
@@ -222,6 +266,8 @@ class TaskStore:
         await self.run(ping)
 
     async def aclose(self) -> None:
+        if self._group is not None:
+            await self._group.aclose()
         await asyncio.to_thread(self.engine.dispose)
 
     # -- creating and reading ---------------------------------------------------------------
@@ -240,26 +286,25 @@ class TaskStore:
             row["_lease_s"] = lease_s
             insert = _leased_insert(self.dialect)
 
-        def insert_row() -> tuple[Task, bool]:
-            with self.write() as conn:
-                if task.idempotency_key:
-                    existing = self._by_key(conn, task.owner, task.idempotency_key)
-                    if existing is not None:
-                        if existing.created_at >= utcnow() - IDEMPOTENCY_TTL:
-                            return existing, False
-                        # The key's 24 h are over: free it for this new request.
-                        conn.execute(
-                            tasks_table.update()
-                            .where(_COLUMNS.id == existing.id)
-                            .values(idempotency_key=None)
-                        )
-                stored = row_to_task(conn.execute(insert, row).one())
-                if stored.status.is_terminal:  # a result reused from the cache
-                    outbox.enqueue_events(conn, stored, {"status": stored.status})
+        def insert_row(conn: sa.Connection) -> tuple[Task, bool]:
+            if task.idempotency_key:
+                existing = self._by_key(conn, task.owner, task.idempotency_key)
+                if existing is not None:
+                    if existing.created_at >= utcnow() - IDEMPOTENCY_TTL:
+                        return existing, False
+                    # The key's 24 h are over: free it for this new request.
+                    conn.execute(
+                        tasks_table.update()
+                        .where(_COLUMNS.id == existing.id)
+                        .values(idempotency_key=None)
+                    )
+            stored = row_to_task(conn.execute(insert, row).one())
+            if stored.status.is_terminal:  # a result reused from the cache
+                outbox.enqueue_events(conn, stored, {"status": stored.status})
             return stored, True
 
         try:
-            found, created = await self.run(insert_row)
+            found, created = await self._write(insert_row)
         except IntegrityError:
             # Another request with the same key won the race; answer with its task.
             found = await self.run(lambda: self._by_key_tx(task.owner, task.idempotency_key))
@@ -521,18 +566,16 @@ class TaskStore:
 
         statement = _guarded_update(frozenset(values), self.dialect, fence is not None)
 
-        def apply() -> tuple[Task | None, bool]:
-            with self.write() as conn:
-                row = conn.execute(statement, {"_task_id": task_id, "_fence": fence, **values})
-                found = row.first()
-                if found is None:
-                    return None, False
-                task = row_to_task(found)
-                outbox.enqueue_events(conn, task, values)
-                streamed = events.record(conn, task, values)
-            return task, streamed
+        def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
+            row = conn.execute(statement, {"_task_id": task_id, "_fence": fence, **values})
+            found = row.first()
+            if found is None:
+                return None, False
+            task = row_to_task(found)
+            outbox.enqueue_events(conn, task, values)
+            return task, events.record(conn, task, values)
 
-        task, streamed = await self.run(apply)
+        task, streamed = await self._write(apply)
         if streamed and self.on_event is not None:
             self.on_event(task_id)
         return task
@@ -630,12 +673,37 @@ class TaskStore:
         write, or None if the task already named a (possibly different) job."""
         values = {"_task_id": task_id, "provider_task_id": provider_task_id, "updated_at": utcnow()}
 
-        def apply() -> Task | None:
-            with self.write() as conn:
-                row = conn.execute(_RECORD_JOB, values).first()
+        def apply(conn: sa.Connection) -> Task | None:
+            row = conn.execute(_RECORD_JOB, values).first()
             return row_to_task(row) if row else None
 
-        return await self.run(apply)
+        return await self._write(apply)
+
+    async def record_submitted_job(
+        self, task_id: str, provider_task_id: str, *, fence: str, provider_status: str
+    ) -> tuple[Task | None, bool]:
+        """:meth:`record_job` and, in the same write, ``provider_status`` if ``fence`` still
+        holds the task's lease. Returns the task after the write (None as for ``record_job``)
+        and whether the lease held: the job id is written either way, so that a job paid for
+        can always be found and cancelled."""
+        values = {
+            "_task_id": task_id,
+            "_fence": fence,
+            "provider_task_id": provider_task_id,
+            "provider_status": provider_status,
+            "updated_at": utcnow(),
+        }
+        statement = _record_submitted_job(self.dialect)
+
+        def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
+            row = conn.execute(statement, values).first()
+            if row is None:
+                return None, False
+            fields = dict(row._mapping)
+            held = bool(fields.pop("held"))
+            return _task_from(fields), held
+
+        return await self._write(apply)
 
     async def record_thumbnail(self, task_id: str, video_key: str, thumbnail_key: str) -> bool:
         """Record the poster made after a video was published (``app.tasks.extras``): only

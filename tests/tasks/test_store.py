@@ -123,6 +123,34 @@ async def test_a_job_id_is_recorded_once_even_after_the_task_ended(store: TaskSt
     assert final.provider_status == "cancel requested" and final.status is TaskStatus.CANCELLED
 
 
+async def test_a_submitted_job_is_recorded_with_its_status_only_while_the_lease_holds(
+    store: TaskStore,
+) -> None:
+    async def record(task: Task, job: str) -> tuple[str | None, str | None, bool]:
+        recorded, held = await store.record_submitted_job(
+            task.id, job, fence="proc-a", provider_status="submitted"
+        )
+        assert recorded is not None
+        return recorded.provider_task_id, recorded.provider_status, held
+
+    ours, _ = await store.create(make_task(lease_owner="proc-a"), lease_s=30)
+    assert await record(ours, "job-1") == ("job-1", "submitted", True)
+    # Once recorded, a second id is refused (and nothing else written).
+    assert await store.record_submitted_job(
+        ours.id, "job-2", fence="proc-a", provider_status="other"
+    ) == (None, False)
+
+    # Without the lease (expired, someone else's, cancelled) the id is still written, so the
+    # paid job can be found and cancelled, but not the status: that write was not ours to make.
+    expired, _ = await store.create(make_task(lease_owner="proc-a"), lease_s=30)
+    await expire_lease(store, expired.id)
+    taken, _ = await store.create(make_task(lease_owner="proc-b"), lease_s=30)
+    cancelled, _ = await store.create(make_task(lease_owner="proc-a"), lease_s=30)
+    await store.update(cancelled.id, status=TaskStatus.CANCELLED)
+    for task in (expired, taken, cancelled):
+        assert await record(task, f"job-{task.id}") == (f"job-{task.id}", None, False)
+
+
 async def test_claims_take_released_dead_and_expired_tasks_once(store: TaskStore) -> None:
     live, _ = await store.create(make_task(lease_owner="alive"), lease_s=30)
     released, _ = await store.create(make_task())
