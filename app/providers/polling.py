@@ -18,7 +18,10 @@ poller sees a change. How the poller reads depends on the provider's :class:`Pol
 
 *Nearest to done first*: a job younger than this provider's fastest recent jobs (the 10th
 percentile of their durations) is read less often — half its distance to them, at most
-``MAX_DEFER_S`` — so the reads go to the jobs that may be done. Due jobs are read nudged first
+``MAX_DEFER_S`` — so the reads go to the jobs that may be done. A job that may be done before
+its next regular read is read when it may be (but not sooner than a quarter interval): jobs
+started a fraction of a second apart no longer wait a whole interval for the read after the
+one that just missed them. Due jobs are read nudged first
 (a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue first, so under a
 rate cap every job still gets its turn.
 
@@ -360,6 +363,8 @@ class JobPoller:
         if soonest is None or status.state.is_terminal:
             return interval
         left = soonest - (started - watched.since)
+        if 0 < left < interval:  # it may be done before the next regular read
+            return max(left, interval / 4)
         return max(interval, min(left / 2, MAX_DEFER_S))
 
     def _failed(self, watched: _Watched, exc: BaseException) -> None:

@@ -85,6 +85,24 @@ async def test_a_broken_batch_read_falls_back_to_reading_jobs_alone() -> None:
     await poller.aclose()
 
 
+async def test_a_job_that_may_be_done_before_the_next_read_is_read_when_it_may_be() -> None:
+    provider = Batched(PollPolicy(interval_s=3.0, batch=10, max_rps=100))
+    poller = JobPoller(provider)
+    # Three jobs that took 0.2 s (a callback made them read at once): this provider is quick.
+    for n in range(3):
+        await poller.next(f"quick{n}", after=None, wait_s=5)
+        await asyncio.sleep(0.2)
+        provider.done.add(f"quick{n}")
+        poller.nudge(f"quick{n}")
+        assert await poller.next(f"quick{n}", after=RUNNING, wait_s=5) == DONE
+    first = await poller.next("j", after=None, wait_s=5)
+    assert first == RUNNING
+    provider.done.add("j")  # done, and no callback comes
+    # Read a quarter interval later (when it may be done), not a whole interval (3 s) later.
+    assert await poller.next("j", after=RUNNING, wait_s=2.0) == DONE
+    await poller.aclose()
+
+
 class Single(Batched):
     async def poll(self, job_id: str) -> JobStatus:
         self.singles.append(job_id)
