@@ -4,9 +4,13 @@
   (``videos/…/<hex>.mp4`` → ``videos/…/<hex>.jpg``), picked by :func:`app.media.thumbnail`.
   It is made *after* the video is published (:meth:`VideoExtras.poster_later`), from the stored
   copy, a few at a time per process: an ffmpeg run per video must never delay the video URL
-  or crowd out the event loop when a hundred tasks finish together. It appears on the task a
-  moment later (``TaskStore.record_thumbnail``). A long video's poster is made from its joined
-  file before it is published (:mod:`app.tasks.long_video`); shot tasks get none.
+  or crowd out the event loop when a hundred tasks finish together. Posters also yield to
+  publishing: one starts only once no video was published here for ``POSTER_QUIET_S`` (or
+  after ``POSTER_MAX_DELAY_S``), because starting an ffmpeg costs the gateway's own process
+  several milliseconds that the other tasks ending at that moment are waiting for. It appears
+  on the task a moment later (``TaskStore.record_thumbnail``). A long video's poster is made
+  from its joined file before it is published (:mod:`app.tasks.long_video`); shot tasks get
+  none.
 * with ``caption: true``, a caption and hashtags for the request's ``platform`` preset in the
   prompt's language (``PromptService.caption``: the LLM's, else the template's);
 * with ``subtitles: true`` on a single-clip video, a WebVTT file with one cue (the prompt)
@@ -42,6 +46,10 @@ SUBTITLES_SUFFIX = ".vtt"
 THUMBNAIL_TIMEOUT_S = 60.0
 #: Posters made at once per process (each is one or two short ffmpeg runs).
 POSTERS_AT_ONCE = 1
+#: A poster waits until no video was published in this process for this long ...
+POSTER_QUIET_S = 0.3
+#: ... but never longer than this.
+POSTER_MAX_DELAY_S = 5.0
 
 
 def sidecar_key(video_key: str, suffix: str) -> str:
@@ -67,6 +75,7 @@ class VideoExtras:
         self.work_dir = work_dir
         self._posters = asyncio.Semaphore(posters_at_once)
         self._pending: set[asyncio.Task[None]] = set()
+        self._last_published = 0.0
 
     async def for_video(self, task: Task, video_key: str) -> dict[str, Any]:
         """The task fields a single-clip video stored under ``video_key`` gets before it is
@@ -80,14 +89,25 @@ class VideoExtras:
         """Make the published video's poster in the background and record it on the task."""
         if task.parent_id is not None:  # a long video's shot: the long video has the poster
             return
+        self._last_published = asyncio.get_running_loop().time()
         job = asyncio.create_task(self._poster(task.id, video_key), name=f"poster-{task.id}")
         self._pending.add(job)
         job.add_done_callback(self._pending.discard)
 
     async def _poster(self, task_id: str, video_key: str) -> None:
         async with self._posters:
+            await self._publishing_quiet()
             with low_priority():
                 await self._make_poster(task_id, video_key)
+
+    async def _publishing_quiet(self) -> None:
+        """Until no video was published for ``POSTER_QUIET_S`` (``POSTER_MAX_DELAY_S`` at most)."""
+        loop = asyncio.get_running_loop()
+        latest = loop.time() + POSTER_MAX_DELAY_S
+        while (wait := self._last_published + POSTER_QUIET_S - loop.time()) > 0:
+            if loop.time() >= latest:
+                return
+            await asyncio.sleep(min(wait, latest - loop.time()))
 
     async def _make_poster(self, task_id: str, video_key: str) -> None:
         # A file on this host is read as it is, not through the gateway's own /files.
