@@ -30,6 +30,15 @@ LEGACY = Path(__file__).with_name("legacy_v0_1.sql")
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gateway.db'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
 def legacy_database(path: Path, *, before_leases: bool = False) -> str:
     with sqlite3.connect(path) as conn:
         conn.executescript(LEGACY.read_text())
@@ -80,14 +89,8 @@ def test_head_names_the_newest_migration() -> None:
     assert head_revision() == HEAD
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_a_database_at_head_is_recognised_without_loading_alembic(
-    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if dialect == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    else:
-        url = request.getfixturevalue("fresh_postgres_url")
+def test_a_database_at_head_is_recognised_without_loading_alembic(empty_database: str) -> None:
+    url = empty_database
     script = (
         "import sys; from app.db.migrate import upgrade; "
         "print(upgrade(sys.argv[1]), 'alembic' in sys.modules)"
@@ -128,14 +131,8 @@ def test_replicas_starting_together_migrate_once(fresh_postgres_url: str) -> Non
     assert current_revision(fresh_postgres_url) == head_revision()
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_the_migrations_build_what_the_code_declares(
-    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if dialect == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    else:
-        url = request.getfixturevalue("fresh_postgres_url")
+def test_the_migrations_build_what_the_code_declares(empty_database: str) -> None:
+    url = empty_database
     upgrade(url)
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
