@@ -24,6 +24,9 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from app.tls import warm_up
+
+    warm_up()  # alongside the imports below
     import uvicorn
 
     from app.logs import setup_logging
