@@ -226,6 +226,7 @@ class _Request:
         self.params = dict(self.query)
         self.headers = {k.lower(): v for k, v in handler.headers.items()}
         self.body_started = False
+        self.body_done = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -274,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drain(self, req: _Request) -> None:
         # Read an unread request body so the kept-alive connection stays in sync; a body read
         # halfway (the error came from inside it) ends the connection instead.
+        if req.body_done:
+            return
         if req.body_started:
             self.close_connection = True
             return
@@ -316,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
                 RequestRecord(req.method, req.bucket, req.key, tuple(req.params), auth, status)
             )
         self.send_response(status)
+        if self.close_connection:  # say so: a client must not send its next request here
+            self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         size = len(body) if length is None else length
@@ -339,6 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
+                    req.body_done = True
                     return
                 yield self.rfile.read(size)
                 self.rfile.readline()
@@ -349,6 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise OssError(400, "IncompleteBody", "The request body is shorter than declared.")
             remaining -= len(chunk)
             yield chunk
+        req.body_done = True
 
     def read_body_to_blob(self, req: _Request) -> Blob:
         path = self.emu.new_blob_path()
