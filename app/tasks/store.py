@@ -18,8 +18,8 @@ Writes come in three kinds:
 A terminal transition and the webhook events it causes are written in one transaction
 (``app.tasks.outbox``), so a crash can never end a task and lose its callback.
 
-On SQLite the pipeline's writes (``create``, ``update``, ``record_…``) go through one writer
-thread that commits whatever arrived together in one transaction (``app.db.group_commit``).
+On SQLite every write of this store goes through one writer thread that commits whatever
+arrived together in one transaction (``app.db.group_commit``).
 """
 
 from __future__ import annotations
@@ -515,16 +515,15 @@ class TaskStore:
         )
         insert = tasks_table.insert().values(**row).returning(*tasks_table.c)
 
-        def apply() -> tuple[Task, bool] | None:
-            with self.write() as conn:
-                if conn.execute(parent).first() is None:
-                    return None
-                existing = conn.execute(_SELECT_BY_ID, {"_task_id": task.id}).first()
-                if existing is not None:
-                    return row_to_task(existing), False
-                return row_to_task(conn.execute(insert).one()), True
+        def apply(conn: sa.Connection) -> tuple[Task, bool] | None:
+            if conn.execute(parent).first() is None:
+                return None
+            existing = conn.execute(_SELECT_BY_ID, {"_task_id": task.id}).first()
+            if existing is not None:
+                return row_to_task(existing), False
+            return row_to_task(conn.execute(insert).one()), True
 
-        return await self.run(apply)
+        return await self._write(apply)
 
     async def unfinished(self) -> list[Task]:
         def select() -> list[Task]:
@@ -634,20 +633,19 @@ class TaskStore:
         )
         position = sa.select(ahead + 1)
 
-        def apply() -> tuple[Task | None, int, bool]:
-            with self.write() as conn:
-                if self.dialect == "postgresql":
-                    # Serialise takers of this provider's slots (released at commit).
-                    key = int.from_bytes(provider.encode()[:4].ljust(4, b"\0"), "big") & 0x7FFFFFFF
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x76677701, key)))
-                found = conn.execute(statement).first()
-                if found is None:
-                    return None, int(conn.execute(position).scalar_one()), False
-                task = row_to_task(found)
-                outbox.enqueue_events(conn, task, values)
-                return task, 0, events.record(conn, task, values)
+        def apply(conn: sa.Connection) -> tuple[Task | None, int, bool]:
+            if self.dialect == "postgresql":
+                # Serialise takers of this provider's slots (released at commit).
+                key = int.from_bytes(provider.encode()[:4].ljust(4, b"\0"), "big") & 0x7FFFFFFF
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x76677701, key)))
+            found = conn.execute(statement).first()
+            if found is None:
+                return None, int(conn.execute(position).scalar_one()), False
+            task = row_to_task(found)
+            outbox.enqueue_events(conn, task, values)
+            return task, 0, events.record(conn, task, values)
 
-        task, place, streamed = await self.run(apply)
+        task, place, streamed = await self._write(apply)
         if task is None:
             current = await self.get(task_id)
             if current is None or current.status.is_terminal or current.lease_owner != fence:
@@ -730,11 +728,10 @@ class TaskStore:
             .values(provider_status=provider_status[:64], updated_at=utcnow())
         )
 
-        def apply() -> None:
-            with self.write() as conn:
-                conn.execute(statement)
+        def apply(conn: sa.Connection) -> None:
+            conn.execute(statement)
 
-        await self.run(apply)
+        await self._write(apply)
 
     async def claim_job_cancel(self, task_id: str, provider_task_id: str, word: str) -> bool:
         """Mark ``provider_task_id``'s cancel as sent (``provider_status = word``) unless a
@@ -776,12 +773,11 @@ class TaskStore:
             .returning(*tasks_table.c)
         )
 
-        def apply() -> list[Task]:
-            with self.write() as conn:
-                rows = conn.execute(statement).all()
+        def apply(conn: sa.Connection) -> list[Task]:
+            rows = conn.execute(statement).all()
             return sorted((row_to_task(row) for row in rows), key=lambda t: t.created_at)
 
-        return await self.run(apply)
+        return await self._write(apply)
 
     async def renew(self, owner: str, task_ids: Collection[str], *, lease_s: float) -> set[str]:
         """Extend ``owner``'s live leases on ``task_ids``; return the ids it still holds (a
@@ -800,11 +796,10 @@ class TaskStore:
             .returning(_COLUMNS.id)
         )
 
-        def apply() -> set[str]:
-            with self.write() as conn:
-                return {row.id for row in conn.execute(statement)}
+        def apply(conn: sa.Connection) -> set[str]:
+            return {row.id for row in conn.execute(statement)}
 
-        return await self.run(apply)
+        return await self._write(apply)
 
     async def release(self, owner: str, task_ids: Collection[str] | None = None) -> None:
         """Hand ``owner``'s unfinished tasks (all, or ``task_ids``) to whoever claims next."""
@@ -815,11 +810,10 @@ class TaskStore:
             tasks_table.update().where(*conditions).values(lease_owner=None, lease_until=None)
         )
 
-        def apply() -> None:
-            with self.write() as conn:
-                conn.execute(statement)
+        def apply(conn: sa.Connection) -> None:
+            conn.execute(statement)
 
-        await self.run(apply)
+        await self._write(apply)
 
     async def lease_owners(self) -> set[str]:
         """Every process that holds a lease on an unfinished task."""
