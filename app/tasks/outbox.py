@@ -197,6 +197,7 @@ class WebhookOutbox:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._claiming: tuple[int, sa.Update, sa.Update] | None = None
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="webhook-outbox")
@@ -248,6 +249,20 @@ class WebhookOutbox:
                     await self._wake.wait()
 
     async def _claim(self, *, limit: int) -> list[sa.Row[Any]]:
+        if self._claiming is None or self._claiming[0] != limit:
+            self._claiming = (limit, *self._claim_statements(limit))
+        _, supersede, statement = self._claiming
+
+        def apply() -> list[sa.Row[Any]]:
+            with self._store.write() as conn:
+                conn.execute(supersede)
+                return list(conn.execute(statement).all())
+
+        return await self._store.run(apply)
+
+    def _claim_statements(self, limit: int) -> tuple[sa.Update, sa.Update]:
+        """The two statements of a claim, built once: building them cost more than running
+        them (a claim runs every ``poll_s`` in every process, webhooks or not)."""
         dialect = self._store.dialect
         free = sa.or_(_OUT.lease_until.is_(None), _OUT.lease_until < db_now(dialect))
         # One task's events go out in order: a row waits while an earlier one of its task is
@@ -293,12 +308,7 @@ class WebhookOutbox:
             .returning(*outbox_table.c)
         )
 
-        def apply() -> list[sa.Row[Any]]:
-            with self._store.write() as conn:
-                conn.execute(supersede)
-                return list(conn.execute(statement).all())
-
-        return await self._store.run(apply)
+        return supersede, statement
 
     async def _body(self, row: sa.Row[Any]) -> str | None:
         """The stored body, or render and store it (first attempt); None if the task is gone."""
