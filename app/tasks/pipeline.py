@@ -126,6 +126,66 @@ class ProviderSlots:
             yield
 
 
+class _StageWrites:
+    """A task's stage changes during a relay, written in order behind the work they describe.
+
+    Waiting for each write before going on put a database round trip between a provider's
+    "done" and the video's URL for every stage; under load each cost as much as the transfer
+    itself. Here the relay goes on while its stages are written, and the final write comes
+    last: where the store commits writes in the order they were asked for (SQLite's group
+    commit) they are all asked for at once and usually share one transaction; elsewhere each
+    waits for the one before it. Every write is fenced like any other, so when one finds the
+    task ended or taken over, the final write does too, and ``settle`` raises it.
+    """
+
+    def __init__(
+        self, task_id: str, update: Callable[..., Awaitable[Task]], *, in_order: bool
+    ) -> None:
+        self._task_id = task_id
+        self._update = update
+        self._in_order = in_order
+        self._writes: list[asyncio.Task[Task]] = []
+
+    def write(self, **changes: Any) -> None:
+        previous = self._writes[-1] if self._writes and not self._in_order else None
+
+        async def write_after() -> Task:
+            if previous is not None:
+                await previous
+            return await self._update(self._task_id, **changes)
+
+        # Tasks start in the order they are made, and each reaches the store's queue before
+        # it first waits: the order of the calls is the order of the writes.
+        self._writes.append(asyncio.ensure_future(write_after()))
+
+    async def settle(self) -> Task | None:
+        """The last write's result (raising what it raised); the earlier ones are done."""
+        if not self._writes:
+            return None
+        *earlier, last = self._writes
+        try:
+            return await last
+        finally:
+            for write in earlier:
+                write.add_done_callback(_retrieve)
+
+    async def drain(self) -> None:
+        """Wait for the writes, whatever they answer (the relay failed: that is the news)."""
+        if self._writes:
+            await asyncio.wait(self._writes)
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Stop caring about the writes: one under way finishes on its own, unread."""
+        for write in self._writes:
+            write.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Stop(Exception):  # noqa: N818 (a signal, not an error)
     """The pipeline must stop working on a task; nothing to record."""
 
@@ -571,7 +631,18 @@ class Pipeline:
 
     async def _finish_job(self, task: Task, provider: VideoProvider) -> None:
         assert task.provider_task_id is not None
-        status = await self._wait_for_job(task, provider)
+        stages = _StageWrites(task.id, self._update, in_order=self._store.writes_in_order)
+        try:
+            await self._relay(task, provider, stages)
+        except asyncio.CancelledError:
+            stages.abandon()
+            raise
+        except BaseException:
+            await stages.drain()  # written before the failure is
+            raise
+
+    async def _relay(self, task: Task, provider: VideoProvider, stages: _StageWrites) -> None:
+        status = await self._wait_for_job(task, provider, stages)
         if status.state is JobState.CANCELLED:
             await self._update(
                 task.id, status=TaskStatus.CANCELLED, provider_status=status.provider_status
@@ -588,13 +659,15 @@ class Pipeline:
             if isinstance(error, ProviderError) and error.open_circuit:
                 breaker.record(Verdict.TRIP, error=error.code)
             raise error
-        await self._rehost(task, provider, status)
+        await self._rehost(task, provider, status, stages)
 
     def _deadline(self, task: Task, provider: VideoProvider) -> dt.datetime:
         seconds = getattr(provider, "deadline_s", None) or self._settings.providers.deadline_s
         return task.created_at + dt.timedelta(seconds=seconds)
 
-    async def _wait_for_job(self, task: Task, provider: VideoProvider) -> JobStatus:
+    async def _wait_for_job(
+        self, task: Task, provider: VideoProvider, stages: _StageWrites
+    ) -> JobStatus:
         """Follow the job through this process's poller for its provider (batched reads,
         woken at once by a provider callback) until it ends or the deadline passes."""
         provider_task_id = task.provider_task_id
@@ -625,9 +698,9 @@ class Pipeline:
                 seen = status
                 progress = max(task.progress, min(99, status.progress or 0))
                 if status.state is JobState.SUCCEEDED:
-                    # One write: the provider's last word and the start of the relay.
-                    await self._update(
-                        task.id,
+                    # One write: the provider's last word and the start of the relay, made
+                    # while the relay starts.
+                    stages.write(
                         provider_status=status.provider_status,
                         progress=progress,
                         stage=TaskStage.DOWNLOADING,
@@ -659,16 +732,18 @@ class Pipeline:
         else:  # still submitting, or reconciling a lost create
             self._nudges.fire(task_id)
 
-    async def _rehost(self, task: Task, provider: VideoProvider, status: JobStatus) -> None:
+    async def _rehost(
+        self, task: Task, provider: VideoProvider, status: JobStatus, stages: _StageWrites
+    ) -> None:
         provider_task_id = task.provider_task_id
         assert provider_task_id is not None
         key = new_object_key()
         for attempt in range(1, RELAY_ATTEMPTS + 1):
             if attempt > 1:
-                task = await self._update(task.id, stage=TaskStage.DOWNLOADING)
+                stages.write(stage=TaskStage.DOWNLOADING)
             try:
                 async with provider.open_video(provider_task_id, status) as stream:
-                    task = await self._update(task.id, stage=TaskStage.UPLOADING)
+                    stages.write(stage=TaskStage.UPLOADING)
                     screen = self._output_screen
                     if screen is not None and screen.applies(provider.name):
                         stored = await screen.put_screened(self._storage, key, stream)
@@ -685,8 +760,7 @@ class Pipeline:
         frame_key = await self._store_last_frame(task, provider, status)
         extras = await self.extras.for_video(task, stored.key)  # what the client asked for
         try:
-            await self._update(
-                task.id,
+            stages.write(
                 status=TaskStatus.SUCCEEDED,
                 progress=100,
                 video_key=stored.key,
@@ -696,6 +770,7 @@ class Pipeline:
                 filename=video_filename(task),
                 **extras,
             )
+            await stages.settle()
         except _Stop:  # ended or taken over meanwhile: the stored copies are nobody's
             await self._storage.delete(stored.key)
             if frame_key is not None:

@@ -220,6 +220,9 @@ class TaskStore:
             threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         )
         self._group = GroupCommit(engine, self._write_lock) if self.dialect == "sqlite" else None
+        #: Whether writes commit in the order they are asked for (one writer, first come first
+        #: served), so that a caller may ask for the next before the last is done.
+        self.writes_in_order = self._group is not None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
