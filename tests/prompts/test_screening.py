@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from app.config import ConfigError
 from app.errors import ContentRejectedError, UnavailableError
-from app.prompts.screening import DEFAULT_WORDS_FILE, WordList
+from app.prompts.screening import DEFAULT_WORDS_FILE, WordList, tokens
+from app.prompts.text import is_han
 from tests.emulators.llm import API_KEY, Reply
 from tests.prompts.conftest import LlmServer, ServiceFactory
 
@@ -200,3 +203,36 @@ async def test_slow_moderation_times_out(service_factory: ServiceFactory, llm: L
     llm.emulator.script(Reply(op="moderations", delay_s=3))
     with pytest.raises(UnavailableError, match="Timeout"):
         await service.screen("a calm lake")
+
+
+def _tokens_by_character(text: str) -> list[str]:
+    """The definition ``tokens`` implements, one character at a time."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    found, current = [], ""
+    for ch in text:
+        if unicodedata.category(ch) == "Cf":
+            continue
+        if is_han(ch):
+            found += [current, ch] if current else [ch]
+            current = ""
+        elif ch.isalnum():
+            current += ch
+        elif current:
+            found.append(current)
+            current = ""
+    return [*found, current] if current else found
+
+
+def test_tokens_follow_the_character_by_character_definition() -> None:
+    alphabet = (
+        "aZ09_ -.,!?'\t\n"  # ASCII words, the underscore, separators
+        "中文字𠀀豈"  # Chinese, an extension B character, a compatibility form
+        "ＡＢ１２"  # fullwidth forms (NFKC makes them ASCII)
+        "\u200d\u200b\ufeff"  # format characters (dropped)
+        "éßİ\u0301²½"  # accents, casefolding, a combining mark, numbers that are not digits
+        "ك한グ"  # other scripts' letters
+    )
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert tokens(text) == _tokens_by_character(text), repr(text)
