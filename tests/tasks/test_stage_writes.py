@@ -38,6 +38,16 @@ class Writes:
             await asyncio.sleep(0)
 
 
+async def two_writes(*, in_order: bool, second: dict[str, Any]) -> tuple[Writes, _StageWrites]:
+    """A relay that asked for "downloading" and then ``second``, once both had their chance."""
+    writes = Writes()
+    stages = _StageWrites("t1", writes.update, in_order=in_order)
+    stages.write(stage="downloading")
+    stages.write(**second)
+    await writes.settled()
+    return writes, stages
+
+
 async def test_in_order_store_gets_every_write_at_once_in_the_order_asked() -> None:
     writes = Writes()
     stages = _StageWrites("t1", writes.update, in_order=True)
@@ -56,11 +66,7 @@ async def test_in_order_store_gets_every_write_at_once_in_the_order_asked() -> N
 
 
 async def test_other_stores_get_each_write_after_the_one_before() -> None:
-    writes = Writes()
-    stages = _StageWrites("t1", writes.update, in_order=False)
-    stages.write(stage="downloading")
-    stages.write(stage="uploading")
-    await writes.settled()
+    writes, stages = await two_writes(in_order=False, second={"stage": "uploading"})
     assert [w["stage"] for w in writes.started] == ["downloading"]
     writes.gates[0].set_result(None)
     await writes.settled()
@@ -70,11 +76,7 @@ async def test_other_stores_get_each_write_after_the_one_before() -> None:
 
 
 async def test_a_lost_lease_in_a_stage_write_fails_the_final_one() -> None:
-    writes = Writes()
-    stages = _StageWrites("t1", writes.update, in_order=False)
-    stages.write(stage="downloading")
-    stages.write(status="succeeded")
-    await writes.settled()
+    writes, stages = await two_writes(in_order=False, second={"status": "succeeded"})
     writes.gates[0].set_exception(LeaseLostError("t1"))
     with pytest.raises(LeaseLostError):
         await stages.settle()
@@ -82,11 +84,7 @@ async def test_a_lost_lease_in_a_stage_write_fails_the_final_one() -> None:
 
 
 async def test_drain_waits_for_every_write_and_swallows_their_errors() -> None:
-    writes = Writes()
-    stages = _StageWrites("t1", writes.update, in_order=True)
-    stages.write(stage="downloading")
-    stages.write(stage="uploading")
-    await writes.settled()
+    writes, stages = await two_writes(in_order=True, second={"stage": "uploading"})
     writes.gates[0].set_exception(LeaseLostError("t1"))
     draining = asyncio.ensure_future(stages.drain())
     await writes.settled()
