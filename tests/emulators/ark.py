@@ -93,6 +93,8 @@ MODEL_TABLE: dict[str, Model] = {
 MODELS = frozenset(MODEL_TABLE)
 RESOLUTIONS = ("480p", "720p", "1080p")
 ENDED = frozenset({"succeeded", "failed", "expired", "cancelled"})
+#: Callbacks the emulator has on the wire at once (see ``callback_slots``).
+CALLBACKS_IN_FLIGHT = 64
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
 CREATE_FIELDS = frozenset(
     {
@@ -455,8 +457,17 @@ def create_app(state: ArkState | None = None) -> FastAPI:
     def callback_client() -> httpx.AsyncClient:
         # One client for every callback: a client each costs an SSL context each.
         if not clients:
-            clients.append(httpx.AsyncClient(timeout=5.0))
+            limits = httpx.Limits(
+                max_connections=CALLBACKS_IN_FLIGHT, max_keepalive_connections=CALLBACKS_IN_FLIGHT
+            )
+            clients.append(httpx.AsyncClient(timeout=5.0, limits=limits))
         return clients[0]
+
+    # Ark sends callbacks from many machines; one client here must not queue a thousand of
+    # them inside httpcore's pool, which scans every connection for every waiting request
+    # (at 1,000 jobs the emulator spent its CPU there and callbacks arrived 30 s late, or
+    # never: the queue's wait counted against the 5 s timeout).
+    callback_slots = asyncio.Semaphore(CALLBACKS_IN_FLIGHT)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -550,7 +561,8 @@ def create_app(state: ArkState | None = None) -> FastAPI:
             if word != seen:
                 seen = word
                 try:
-                    r = await client.post(task.callback_url, json=task_object(task, base_url))
+                    async with callback_slots:
+                        r = await client.post(task.callback_url, json=task_object(task, base_url))
                     state.callbacks_sent.append((task.id, word, r.status_code))
                 except httpx.HTTPError:
                     state.callbacks_sent.append((task.id, word, 0))
