@@ -197,7 +197,9 @@ class WebhookOutbox:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._claiming: tuple[int, sa.Update, sa.Update] | None = None
+        # Built once: building them cost more than running them (a claim runs every
+        # ``poll_s`` in every process, webhooks or not).
+        self._supersede, self._take_due = self._claim_statements(settings.max_connections)
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="webhook-outbox")
@@ -232,7 +234,7 @@ class WebhookOutbox:
     async def _run(self) -> None:
         while True:
             try:
-                claimed = await self._claim(limit=self._settings.max_connections)
+                claimed = await self._claim()
             except Exception:
                 logger.exception("claiming webhook deliveries failed")
                 claimed = []
@@ -248,21 +250,17 @@ class WebhookOutbox:
                 async with asyncio.timeout(self._poll_s):
                     await self._wake.wait()
 
-    async def _claim(self, *, limit: int) -> list[sa.Row[Any]]:
-        if self._claiming is None or self._claiming[0] != limit:
-            self._claiming = (limit, *self._claim_statements(limit))
-        _, supersede, statement = self._claiming
-
+    async def _claim(self) -> list[sa.Row[Any]]:
         def apply() -> list[sa.Row[Any]]:
             with self._store.write() as conn:
-                conn.execute(supersede)
-                return list(conn.execute(statement).all())
+                conn.execute(self._supersede)
+                return list(conn.execute(self._take_due).all())
 
         return await self._store.run(apply)
 
     def _claim_statements(self, limit: int) -> tuple[sa.Update, sa.Update]:
-        """The two statements of a claim, built once: building them cost more than running
-        them (a claim runs every ``poll_s`` in every process, webhooks or not)."""
+        """A claim's two statements: mark superseded progress rows, then take up to ``limit``
+        due rows."""
         dialect = self._store.dialect
         free = sa.or_(_OUT.lease_until.is_(None), _OUT.lease_until < db_now(dialect))
         # One task's events go out in order: a row waits while an earlier one of its task is
