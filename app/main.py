@@ -51,6 +51,7 @@ from app.metrics import Metrics
 from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
+from app.providers.download import download_client
 from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
@@ -143,6 +144,8 @@ def create_app(
                 follow_redirects=True,
             )
             stack.push_async_callback(http.aclose)
+            downloads = download_client(tls_context())
+            stack.push_async_callback(downloads.aclose)
             url = settings.database_url()
             if settings.database.migrate_on_start:
                 await asyncio.to_thread(upgrade_schema, url)
@@ -175,7 +178,12 @@ def create_app(
             stack.push_async_callback(storage.aclose)
             providers = ProviderRegistry.from_settings(
                 settings,
-                ProviderDeps(http=http, data_dir=settings.data_dir, public_base_url=base_url),
+                ProviderDeps(
+                    http=http,
+                    downloads=downloads,
+                    data_dir=settings.data_dir,
+                    public_base_url=base_url,
+                ),
                 extra=extra_providers,
             ).wrapped(lambda provider: instrument(provider, metrics))
             stack.push_async_callback(providers.aclose)

@@ -116,9 +116,15 @@ class _Health:
 class CogVideoXProvider:
     name = NAME
 
-    def __init__(self, settings: CogVideoXSettings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: CogVideoXSettings,
+        http: httpx.AsyncClient,
+        downloads: httpx.AsyncClient | None = None,
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._downloads = downloads or http
         self._workers = {
             worker_key(url.rstrip("/")): url.rstrip("/") for url in settings.worker_urls
         }
@@ -151,7 +157,7 @@ class CogVideoXProvider:
     def from_settings(cls, settings: Settings, deps: ProviderDeps) -> CogVideoXProvider | None:
         if not settings.cogvideox.worker_urls:
             return None
-        return cls(settings.cogvideox, deps.http)
+        return cls(settings.cogvideox, deps.http, deps.downloads)
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, request: GenerationRequest) -> dict[str, Any]:
@@ -342,7 +348,10 @@ class CogVideoXProvider:
     ) -> AsyncIterator[UrlStream]:
         url, task_id = self._split(provider_task_id)
         async with open_url_stream(
-            self._http, f"{url}/api/v1/videos/{task_id}.mp4", provider=NAME, headers=self._headers
+            self._downloads,
+            f"{url}/api/v1/videos/{task_id}.mp4",
+            provider=NAME,
+            headers=self._headers,
         ) as stream:
             yield stream
         self._requests.pop(task_id, None)

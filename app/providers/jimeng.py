@@ -82,12 +82,19 @@ def resolve_mode(settings: Settings) -> str | None:
 
 def build(settings: Settings, deps: ProviderDeps, mode: str, *, name: str) -> VideoProvider:
     if mode == "official":
-        return JimengOfficialProvider(http=deps.http, settings=settings.jimeng, name=name)
+        return JimengOfficialProvider(
+            http=deps.http, settings=settings.jimeng, name=name, downloads=deps.downloads
+        )
     base_url = relay_base_url(settings)
     session = relay_session(settings)
     assert base_url is not None and session is not None
     return JimengRelayProvider(
-        http=deps.http, settings=settings.jimeng, base_url=base_url, session_id=session, name=name
+        http=deps.http,
+        settings=settings.jimeng,
+        base_url=base_url,
+        session_id=session,
+        name=name,
+        downloads=deps.downloads,
     )
 
 

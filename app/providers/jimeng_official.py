@@ -124,11 +124,17 @@ class JimengOfficialProvider:
     mode = "official"
 
     def __init__(
-        self, *, http: httpx.AsyncClient, settings: JimengSettings, name: str = NAME
+        self,
+        *,
+        http: httpx.AsyncClient,
+        settings: JimengSettings,
+        name: str = NAME,
+        downloads: httpx.AsyncClient | None = None,
     ) -> None:
         assert settings.access_key is not None and settings.secret_key is not None
         self.name = name
         self._http = http
+        self._downloads = downloads or http
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         base = httpx.URL(self._base)
@@ -403,7 +409,7 @@ class JimengOfficialProvider:
             raise ProviderError(
                 f"jimeng: task {provider_task_id} has no video URL", provider=self.name
             )
-        return open_url_stream(self._http, status.video_url, provider=self.name)
+        return open_url_stream(self._downloads, status.video_url, provider=self.name)
 
     async def find_job(
         self,

@@ -152,9 +152,11 @@ class JimengRelayProvider:
         base_url: str,
         session_id: str,
         name: str = NAME,
+        downloads: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self._http = http
+        self._downloads = downloads or http
         self._settings = settings
         self._base = base_url.rstrip("/")
         self._session = session_id
@@ -347,7 +349,7 @@ class JimengRelayProvider:
             raise ProviderError(
                 f"jimeng: job {provider_task_id} has no video URL", provider=self.name
             )
-        return open_url_stream(self._http, status.video_url, provider=self.name)
+        return open_url_stream(self._downloads, status.video_url, provider=self.name)
 
     async def find_job(
         self,

@@ -37,6 +37,9 @@ class ProviderDeps:
     """Shared resources handed to providers; the app's lifespan owns and closes them."""
 
     http: httpx.AsyncClient
+    #: For result URLs (videos, frames): one GET each, on connections that are not kept
+    #: (``app.providers.download.download_client``).
+    downloads: httpx.AsyncClient
     data_dir: Path
     public_base_url: str
     extra: dict[str, Any] = field(default_factory=dict)

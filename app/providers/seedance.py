@@ -240,8 +240,10 @@ class SeedanceProvider:
         http: httpx.AsyncClient,
         settings: SeedanceSettings,
         callback_base_url: str | None = None,
+        downloads: httpx.AsyncClient | None = None,
     ) -> None:
         self._http = http
+        self._downloads = downloads or http
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._callback_base = callback_base_url.rstrip("/") if callback_base_url else None
@@ -285,7 +287,12 @@ class SeedanceProvider:
         callback_base = (
             deps.public_base_url if seedance.callback and settings.server.public_base_url else None
         )
-        return cls(http=deps.http, settings=seedance, callback_base_url=callback_base)
+        return cls(
+            http=deps.http,
+            settings=seedance,
+            callback_base_url=callback_base,
+            downloads=deps.downloads,
+        )
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -685,7 +692,7 @@ class SeedanceProvider:
             raise ProviderError(
                 f"seedance: task {provider_task_id} has no video URL", provider=NAME
             )
-        return open_url_stream(self._http, status.video_url, provider=NAME)
+        return open_url_stream(self._downloads, status.video_url, provider=NAME)
 
     def open_last_frame(
         self, provider_task_id: str, status: JobStatus
@@ -695,7 +702,7 @@ class SeedanceProvider:
             raise ProviderError(
                 f"seedance: task {provider_task_id} has no last frame", provider=NAME
             )
-        return open_url_stream(self._http, status.last_frame_url, provider=NAME)
+        return open_url_stream(self._downloads, status.last_frame_url, provider=NAME)
 
     async def find_job(
         self,

@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.errors import ProviderError
-from app.providers.download import open_url_stream
+from app.providers.download import download_client, open_url_stream
+from app.tls import tls_context
 from tests.emulators.faults import Videos, generated_bytes
 from tests.emulators.server import free_port, serve_in_thread
 
@@ -99,3 +100,30 @@ async def test_errors_of_the_consumer_keep_their_kind(
     with pytest.raises(httpx.ConnectError):
         async with open_url_stream(http, url, provider="p"):
             raise httpx.ConnectError("the storage upload failed")
+
+
+async def test_the_download_client_opens_a_connection_per_url_and_keeps_none() -> None:
+    """Result URLs are read once each: kept connections would only lengthen the pool's scans
+    (see ``app.providers.download``). A keep-alive client against the same server reuses its
+    connection, so the server does keep connections alive."""
+    app = FastAPI()
+    peers: list[int] = []
+
+    @app.get("/v.mp4")
+    async def video(request: Request) -> Response:
+        assert request.client is not None
+        peers.append(request.client.port)
+        return Response(b"video bytes", media_type="video/mp4")
+
+    async def fetch_twice(client: httpx.AsyncClient, url: str) -> None:
+        for _ in range(2):
+            async with open_url_stream(client, url, provider="p") as stream:
+                assert b"".join([chunk async for chunk in stream]) == b"video bytes"
+
+    with serve_in_thread(app) as base:
+        async with httpx.AsyncClient() as kept:
+            await fetch_twice(kept, f"{base}/v.mp4")
+        async with download_client(tls_context()) as downloads:
+            await fetch_twice(downloads, f"{base}/v.mp4")
+    assert peers[0] == peers[1]  # the ordinary client reused its connection
+    assert len({peers[1], peers[2], peers[3]}) == 3  # the download client never did

@@ -115,6 +115,24 @@ async def test_text_to_video_happy_path(
     assert "callback_url" not in body
 
 
+async def test_the_video_comes_through_the_download_client_and_nothing_else_does(
+    ark_emu: Emulator[ArkState], http: httpx.AsyncClient, mp4_bytes: bytes
+) -> None:
+    fetched: list[str] = []
+
+    async def note(request: httpx.Request) -> None:
+        fetched.append(request.url.path)
+
+    async with httpx.AsyncClient(event_hooks={"request": [note]}) as downloads:
+        seedance = SeedanceProvider(
+            http=http, settings=seedance_settings(ark_emu.url), downloads=downloads
+        )
+        job = await seedance.submit(request())
+        status = await wait_terminal(seedance, job)
+        assert await download(seedance, job, status) == mp4_bytes
+    assert len(fetched) == 1 and fetched[0].startswith("/videos/")
+
+
 async def test_first_and_last_frame(ark_emu: Emulator[ArkState], http: httpx.AsyncClient) -> None:
     seedance = provider(ark_emu, http, model_i2v="doubao-seedance-1-0-lite-i2v-250428")
     req = request(image_url="https://img.test/a.png", last_frame_url="https://img.test/b.png")
