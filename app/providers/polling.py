@@ -19,9 +19,11 @@ poller sees a change. How the poller reads depends on the provider's :class:`Pol
 *Nearest to done first*: a job younger than this provider's fastest recent jobs (the 10th
 percentile of their durations) is read less often — half its distance to them, at most
 ``MAX_DEFER_S`` — so the reads go to the jobs that may be done. A job that may be done before
-its next regular read is read when it may be (but not sooner than a quarter interval): jobs
-started a fraction of a second apart no longer wait a whole interval for the read after the
-one that just missed them. Due jobs are read nudged first
+its next regular read is read when it may be (but not sooner than a quarter interval), and
+again a quarter interval later while it is less than an interval past that: jobs started a
+fraction of a second apart no longer wait a whole interval for the read after the one that
+just missed them. Under a rate, a batch read waits (by less than the rate's gap) for the jobs
+that may be done by then (``JobPoller._gather_until``). Due jobs are read nudged first
 (a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue first, so under a
 rate cap every job still gets its turn.
 
@@ -242,6 +244,12 @@ class JobPoller:
                         # A nudge may reorder what goes first; the rate still holds.
                         await self._wake.wait()
                 continue
+            gather_until = self._gather_until(due, now, gap) if size > 1 else now
+            if gather_until > now:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(gather_until - now):
+                        await self._wake.wait()  # a nudge is read at once
+                continue
             chunks = [due[i : i + size] for i in range(0, len(due), size)]
             if gap:
                 chunks = chunks[:1]
@@ -263,6 +271,21 @@ class JobPoller:
                 self._reads.add(read)
                 read.add_done_callback(self._read_done)
             await asyncio.sleep(0)
+
+    def _gather_until(self, due: list[_Watched], now: float, gap: float) -> float:
+        """When a batch read that is due should go out: later (by at most ``gap``) if more
+        jobs may be done by then, and none was nudged.
+
+        Under a rate, the read after this one could not go out sooner than ``gap`` later. Jobs
+        submitted together are accepted a few tenths of a second apart. So one read at the
+        latest of them catches them all. Reading the first at once would catch only some,
+        and the rest would wait a further ``gap``.
+        """
+        if not gap or due[0].nudged:
+            return now
+        horizon = due[0].due + gap
+        later = [w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon]
+        return max(later, default=now)
 
     def _read_done(self, read: asyncio.Task[None]) -> None:
         self._reads.discard(read)
@@ -363,7 +386,7 @@ class JobPoller:
         if soonest is None or status.state.is_terminal:
             return interval
         left = soonest - (started - watched.since)
-        if 0 < left < interval:  # it may be done before the next regular read
+        if -interval < left < interval:  # it may be done before the next regular read
             return max(left, interval / 4)
         return max(interval, min(left / 2, MAX_DEFER_S))
 

@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,8 @@ class Pipeline:
         self.pollers = Pollers()
         self._slot_freed: Signals[None] = Signals()
         self._watching: dict[str, tuple[JobPoller, str]] = {}
+        #: When the provider answered the submit of a task's job (``time.monotonic()``).
+        self._accepted_at: dict[str, float] = {}
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -287,6 +290,7 @@ class Pipeline:
             )
         finally:
             self._nudges.discard(task_id)
+            self._accepted_at.pop(task_id, None)
 
     async def _fail(self, task_id: str, exc: AppError) -> None:
         logger.info(
@@ -493,6 +497,7 @@ class Pipeline:
 
         async def submit_and_record() -> Task:
             job_id = await provider.submit(request)
+            self._accepted_at[task.id] = time.monotonic()
             return await self._record_job(task, provider, job_id)
 
         inner = asyncio.ensure_future(submit_and_record())
@@ -674,8 +679,15 @@ class Pipeline:
         assert provider_task_id is not None
         deadline = self._deadline(task, provider)
         poller = self.pollers.of(provider)
-        started = task.submit_started_at or task.updated_at
-        age_s = max(0.0, (utcnow() - started).total_seconds())
+        # The job's age, for when it may be done: from the provider's answer to the submit
+        # when that came here (jobs submitted together can be answered a few tenths of a
+        # second apart), else from when the submit began.
+        accepted = self._accepted_at.pop(task.id, None)
+        if accepted is not None:
+            age_s = time.monotonic() - accepted
+        else:
+            started = task.submit_started_at or task.updated_at
+            age_s = max(0.0, (utcnow() - started).total_seconds())
         self._watching[task.id] = (poller, provider_task_id)
         seen: JobStatus | None = None
         last: tuple[str | None, int] = (task.provider_status, task.progress)

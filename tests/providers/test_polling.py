@@ -103,6 +103,47 @@ async def test_a_job_that_may_be_done_before_the_next_read_is_read_when_it_may_b
     await poller.aclose()
 
 
+async def test_a_job_past_when_it_may_be_done_is_read_again_a_quarter_interval_later() -> None:
+    provider = Batched(PollPolicy(interval_s=4.0, batch=10, max_rps=100))
+    poller = JobPoller(provider)
+    poller._durations.extend([2.0] * 3)  # this provider's jobs take 2 s
+    # 2.5 s old: it may be done, and is not at its first read.
+    assert await poller.next("late", after=None, wait_s=5, age_s=2.5) == RUNNING
+    provider.done.add("late")
+    # Read again a quarter interval later (1 s), not a whole interval (4 s) later.
+    assert await poller.next("late", after=RUNNING, wait_s=2.5) == DONE
+    await poller.aclose()
+
+
+async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_soon() -> None:
+    """Jobs submitted a fraction of a second apart: one read when the later may be done, not
+    one for the earlier and another a rate's gap (1 s) after it."""
+    provider = Batched(PollPolicy(interval_s=4.0, batch=10, max_rps=1))
+    poller = JobPoller(provider)
+    poller._durations.extend([2.0] * 3)  # this provider's jobs take 2 s
+
+    async def finish(job: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        provider.done.add(job)
+
+    # The early job may be done in 1 s, the later in 1.6 s; they are, at 0.5 s and 1.3 s.
+    first = await asyncio.gather(
+        poller.next("early", after=None, wait_s=5, age_s=1.0),
+        poller.next("later", after=None, wait_s=5, age_s=0.4),
+    )
+    assert first == [RUNNING, RUNNING] and provider.batches == [["early", "later"]]
+    ended = await asyncio.gather(
+        finish("early", 0.5),
+        finish("later", 1.3),
+        poller.next("early", after=RUNNING, wait_s=5),
+        poller.next("later", after=RUNNING, wait_s=5),
+    )
+    assert ended[2:] == [DONE, DONE]
+    # One more read answered both: it waited for the later job rather than going out at 1 s.
+    assert len(provider.batches) == 2
+    await poller.aclose()
+
+
 class Single(Batched):
     async def poll(self, job_id: str) -> JobStatus:
         self.singles.append(job_id)
