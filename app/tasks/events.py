@@ -26,14 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from app.db import metadata
+from app.db.prepared import Prepared
 from app.tasks.models import Task, TaskStatus, utcnow
 
 if TYPE_CHECKING:
@@ -82,7 +85,9 @@ events_table = sa.Table(
 )
 _EV = events_table.c
 # Built once: on the write path of every task change.
-_INSERT = events_table.insert()
+_INSERT = events_table.insert().values(
+    {name: sa.bindparam(name) for name in ("task_id", "type", "data", "created_at")}
+)
 _NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, sa.bindparam("task_id")))
 
 
@@ -106,14 +111,21 @@ def snapshot(task: Task) -> dict[str, Any]:
     return data
 
 
+@functools.lru_cache(maxsize=8)
+def _prepared_insert(dialect: Dialect) -> Prepared:
+    return Prepared(_INSERT, dialect)
+
+
 def record(conn: sa.Connection, task: Task, changes: dict[str, Any]) -> bool:
     """Add the event ``changes`` cause, in the caller's transaction; True if there was one."""
     kind = event_type(task, changes)
     if kind is None:
         return False
-    conn.execute(
-        _INSERT, {"task_id": task.id, "type": kind, "data": snapshot(task), "created_at": utcnow()}
-    )
+    row = {"task_id": task.id, "type": kind, "data": snapshot(task), "created_at": utcnow()}
+    if conn.dialect.name == "sqlite":
+        _prepared_insert(conn.dialect).first(conn, row)  # see app.db.prepared
+    else:
+        conn.execute(_INSERT, row)
     if conn.dialect.name == "postgresql":
         # Delivered to every LISTENing replica when (and only if) this transaction commits.
         conn.execute(_NOTIFY, {"task_id": task.id})

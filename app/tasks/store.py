@@ -30,7 +30,7 @@ import dataclasses
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.db import metadata
 from app.db.engine import create_engine_for, db_later, db_now
 from app.db.group_commit import GroupCommit
+from app.db.prepared import Prepared
 from app.errors import ConflictError, UnavailableError
 from app.tasks import events, outbox
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
@@ -140,7 +141,12 @@ def _task_to_row(task: Task) -> dict[str, Any]:
     return row
 
 
-_INSERT = tasks_table.insert().returning(*tasks_table.c)
+# Every column named: a statement run on the driver's cursor is compiled without the values.
+_INSERT = (
+    tasks_table.insert()
+    .values({column.name: sa.bindparam(column.name) for column in tasks_table.c})
+    .returning(*tasks_table.c)
+)
 
 
 @functools.cache
@@ -148,7 +154,11 @@ def _leased_insert(dialect: str) -> sa.Insert:
     """The INSERT of a task that starts leased for ``_lease_s`` seconds on the database's
     clock (built once per dialect: building a statement costs more than running it)."""
     later = db_later(dialect, sa.bindparam("_lease_s", type_=sa.Float))
-    return tasks_table.insert().values(lease_until=later).returning(*tasks_table.c)
+    values: dict[str, Any] = {
+        column.name: later if column.name == "lease_until" else sa.bindparam(column.name)
+        for column in tasks_table.c
+    }
+    return tasks_table.insert().values(values).returning(*tasks_table.c)
 
 
 _RECORD_JOB = (
@@ -206,6 +216,20 @@ def _guarded_update(columns: frozenset[str], dialect: str, fenced: bool) -> sa.U
     )
 
 
+class _Core:
+    """A statement run through SQLAlchemy, with :class:`Prepared`'s interface."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._statement = statement
+
+    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        row = conn.execute(self._statement, params).first()
+        return dict(row._mapping) if row is not None else None
+
+
+_Runnable = Prepared | _Core
+
+
 class TaskStore:
     """Async facade over a synchronous SQLAlchemy engine."""
 
@@ -223,6 +247,22 @@ class TaskStore:
         #: Whether writes commit in the order they are asked for (one writer, first come first
         #: served), so that a caller may ask for the next before the last is done.
         self.writes_in_order = self._group is not None
+        self._prepared: dict[Any, _Runnable] = {}
+
+    def _prepare(self, key: Any, build: Callable[[], sa.UpdateBase]) -> _Runnable:
+        """A statement on every task's path, built once: on SQLite run on the driver's
+        cursor (``app.db.prepared``), elsewhere through SQLAlchemy."""
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            statement = build()
+            prepared = (
+                Prepared(statement, self.engine.dialect)
+                if self.dialect == "sqlite"
+                else _Core(statement)
+            )
+            if len(self._prepared) < 512:
+                self._prepared[key] = prepared
+        return prepared
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -283,11 +323,11 @@ class TaskStore:
         body is a conflict.
         """
         row = _task_to_row(task)
-        insert: sa.Insert = _INSERT
+        insert = self._prepare("insert", lambda: _INSERT)
         if lease_s is not None and task.lease_owner:
             del row["lease_until"]
             row["_lease_s"] = lease_s
-            insert = _leased_insert(self.dialect)
+            insert = self._prepare("leased insert", lambda: _leased_insert(self.dialect))
 
         def insert_row(conn: sa.Connection) -> tuple[Task, bool]:
             if task.idempotency_key:
@@ -301,7 +341,9 @@ class TaskStore:
                         .where(_COLUMNS.id == existing.id)
                         .values(idempotency_key=None)
                     )
-            stored = row_to_task(conn.execute(insert, row).one())
+            inserted = insert.first(conn, row)
+            assert inserted is not None  # an INSERT … RETURNING returns its row
+            stored = _task_from(inserted)
             if stored.status.is_terminal:  # a result reused from the cache
                 outbox.enqueue_events(conn, stored, {"status": stored.status})
             return stored, True
@@ -566,14 +608,17 @@ class TaskStore:
             values["stage"] = values["stage"].value
         values["updated_at"] = utcnow()
 
-        statement = _guarded_update(frozenset(values), self.dialect, fence is not None)
+        params = {"_task_id": task_id, "_fence": fence, **values}
+        columns, fenced = frozenset(values), fence is not None
+        prepared = self._prepare(
+            (columns, fenced), lambda: _guarded_update(columns, self.dialect, fenced)
+        )
 
         def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
-            row = conn.execute(statement, {"_task_id": task_id, "_fence": fence, **values})
-            found = row.first()
+            found = prepared.first(conn, params)
             if found is None:
                 return None, False
-            task = row_to_task(found)
+            task = _task_from(found)
             outbox.enqueue_events(conn, task, values)
             return task, events.record(conn, task, values)
 
@@ -694,13 +739,12 @@ class TaskStore:
             "provider_status": provider_status,
             "updated_at": utcnow(),
         }
-        statement = _record_submitted_job(self.dialect)
+        statement = self._prepare("record job", lambda: _record_submitted_job(self.dialect))
 
         def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
-            row = conn.execute(statement, values).first()
-            if row is None:
+            fields = statement.first(conn, values)
+            if fields is None:
                 return None, False
-            fields = dict(row._mapping)
             held = bool(fields.pop("held"))
             return _task_from(fields), held
 
