@@ -52,6 +52,7 @@ from app.netguard import GuardedTransport, UrlPolicy, guarded_client
 from app.prompts.service import PromptService
 from app.providers.base import VideoProvider
 from app.providers.download import download_client
+from app.providers.http import provider_client
 from app.providers.instrumented import instrument
 from app.providers.registry import ProviderDeps, ProviderRegistry
 from app.storage.instrumented import InstrumentedStorage
@@ -137,12 +138,7 @@ def create_app(
                 settings.server.host,
             )
         async with contextlib.AsyncExitStack() as stack:
-            http = httpx.AsyncClient(
-                verify=tls_context(),
-                timeout=httpx.Timeout(30.0, connect=10.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
-                follow_redirects=True,
-            )
+            http = provider_client(tls_context())
             stack.push_async_callback(http.aclose)
             downloads = download_client(tls_context())
             stack.push_async_callback(downloads.aclose)

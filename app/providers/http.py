@@ -22,6 +22,7 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,23 @@ from app.errors import ProviderError, ProviderOutcomeUnknownError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+#: How long an idle connection to a provider is kept. It must stay under the 5 s after which
+#: uvicorn, Node.js and many gateways close idle connections. A create sent on a connection
+#: the server is closing at that moment loses its answer, and the job may exist: the task
+#: then waits to be reconciled. httpx's own default is the same 5 s, hence the race.
+KEEPALIVE_S = 4.0
+
+
+def provider_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
+    """The client for providers' APIs: a few connections kept, none past ``KEEPALIVE_S``."""
+    return httpx.AsyncClient(
+        verify=verify,
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        limits=httpx.Limits(
+            max_connections=200, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S
+        ),
+        follow_redirects=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
