@@ -23,9 +23,9 @@ its next regular read is read when it may be (but not sooner than a quarter inte
 again a quarter interval later while it is less than an interval past that: jobs started a
 fraction of a second apart no longer wait a whole interval for the read after the one that
 just missed them. Under a rate, a batch read waits (by less than the rate's gap) for the jobs
-that may be done by then (``JobPoller._gather_until``). Due jobs are read nudged first
-(a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue first, so under a
-rate cap every job still gets its turn.
+that may be done by then (``JobPoller._gather_until``), nudged or not. Due jobs are read
+nudged first (a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue
+first, so under a rate cap every job still gets its turn.
 
 A read that fails is retried with back-off; the waiting task sees the error only when it is not
 retryable or the job's reads kept failing (``MAX_READ_FAILURES``) — a hiccup of the provider's
@@ -248,7 +248,7 @@ class JobPoller:
             if gather_until > now:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(gather_until - now):
-                        await self._wake.wait()  # a nudge is read at once
+                        await self._wake.wait()  # a nudge may end the wait
                 continue
             chunks = [due[i : i + size] for i in range(0, len(due), size)]
             if gap:
@@ -273,17 +273,20 @@ class JobPoller:
             await asyncio.sleep(0)
 
     def _gather_until(self, due: list[_Watched], now: float, gap: float) -> float:
-        """When a batch read that is due should go out: later (by at most ``gap``) if more
-        jobs may be done by then, and none was nudged.
+        """When a batch read that is due should go out: later (by at most ``gap``, counted from
+        when it could first go out) if more jobs may be done by then.
 
         Under a rate, the read after this one could not go out sooner than ``gap`` later. Jobs
         submitted together are accepted a few tenths of a second apart. So one read at the
         latest of them catches them all. Reading the first at once would catch only some,
-        and the rest would wait a further ``gap``.
+        and the rest would wait a further ``gap``. The same holds when the first was nudged
+        (its callback came). A job nudged while the read waits is due at once and no longer
+        waited for: when every job waited for called back, the read goes out.
         """
-        if not gap or due[0].nudged:
+        if not gap:
             return now
-        horizon = due[0].due + gap
+        # From when it was due, or when the rate let it go if that was later.
+        horizon = max(due[0].due, self._next_call) + gap
         later = [w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon]
         return max(later, default=now)
 

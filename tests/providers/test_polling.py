@@ -144,6 +144,34 @@ async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_s
     await poller.aclose()
 
 
+async def test_a_nudged_read_waits_for_a_job_that_calls_back_within_the_gap() -> None:
+    """A callback for one job while another may be done within the rate's gap (2 s): one read
+    for both, sent when the second calls back too, not one each."""
+    provider = Batched(PollPolicy(interval_s=8.0, batch=10, max_rps=0.5))
+    poller = JobPoller(provider)
+    poller._durations.extend([10.0] * 3)  # this provider's jobs take 10 s
+
+    async def callback(job: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        provider.done.add(job)
+        poller.nudge(job)
+
+    # Read at once; then the first may be done in 2 s (a quarter interval), the second in 2.5 s.
+    await asyncio.gather(
+        poller.next("first", after=None, wait_s=5, age_s=9.9),
+        poller.next("second", after=None, wait_s=5, age_s=7.5),
+    )
+    ended = await asyncio.gather(
+        callback("first", 0.1),  # read when the rate allows, at 2 s...
+        callback("second", 2.2),  # ...but this one may be done by 2.5 s
+        poller.next("first", after=RUNNING, wait_s=5),
+        poller.next("second", after=RUNNING, wait_s=5),
+    )
+    assert ended[2:] == [DONE, DONE]
+    assert len(provider.batches) == 2  # the first read, and one that answered both
+    await poller.aclose()
+
+
 class Single(Batched):
     async def poll(self, job_id: str) -> JobStatus:
         self.singles.append(job_id)
