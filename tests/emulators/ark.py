@@ -455,11 +455,11 @@ def create_app(state: ArkState | None = None) -> FastAPI:
     clients: list[httpx.AsyncClient] = []
 
     def callback_client() -> httpx.AsyncClient:
-        # One client for every callback: a client each costs an SSL context each.
+        # One client for every callback (a client each costs an SSL context each), keeping no
+        # connection: Ark calls back from many machines, and a pool of kept connections is
+        # scanned whole by httpcore for every request.
         if not clients:
-            limits = httpx.Limits(
-                max_connections=CALLBACKS_IN_FLIGHT, max_keepalive_connections=CALLBACKS_IN_FLIGHT
-            )
+            limits = httpx.Limits(max_connections=CALLBACKS_IN_FLIGHT, max_keepalive_connections=0)
             clients.append(httpx.AsyncClient(timeout=5.0, limits=limits))
         return clients[0]
 
