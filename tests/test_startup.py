@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.main import YOUNG_GC_THRESHOLD
 from tests.processes import REPO, GatewayProcess
 
 LAZY = ("mcp", "openai", "alembic", "redis", "watchfiles")
@@ -58,7 +59,7 @@ async def main():
     if sys.argv[1] == "serve":
         app.state.freeze_heap = True  # as `python -m app serve` does
     async with app.router.lifespan_context(app):
-        print(gc.get_freeze_count())
+        print(gc.get_threshold()[0], gc.get_freeze_count())
 
 asyncio.run(main())
 """
@@ -70,7 +71,7 @@ def test_a_server_leaves_what_it_made_at_startup_out_of_the_collector(tmp_path: 
     run any other way (tests, embedding) is left alone."""
     env = GatewayProcess(tmp_path / "data").env()
 
-    def frozen(mode: str) -> int:
+    def frozen(mode: str) -> tuple[int, int]:
         done = subprocess.run(
             [sys.executable, "-c", FROZEN_AFTER_START, mode],
             cwd=REPO,
@@ -79,7 +80,11 @@ def test_a_server_leaves_what_it_made_at_startup_out_of_the_collector(tmp_path: 
             timeout=120,
         )
         assert done.returncode == 0, done.stderr.decode()[-3000:]
-        return int(done.stdout.decode().split()[-1])
+        threshold, count = done.stdout.decode().split()[-2:]
+        return int(threshold), int(count)
 
+    served, embedded = frozen("serve"), frozen("embedded")
     # (Python itself freezes a few hundred objects at start.)
-    assert frozen("serve") > 100_000 > frozen("embedded")
+    assert served[1] > 100_000 > embedded[1]
+    # Young objects collected less often too (a burst of tasks made ~70 collections).
+    assert served[0] == YOUNG_GC_THRESHOLD > embedded[0]
