@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -62,6 +63,24 @@ async def test_expired_urls_are_refused(tmp_path: Path) -> None:
     assert storage.verify("videos/a.mp4", query["exp"], query["sig"]).read_bytes() == b"data"
     with pytest.raises(ForbiddenError, match="expired"):
         storage.verify("videos/a.mp4", query["exp"], query["sig"], now=time.time() + 61)
+
+
+@pytest.mark.anyio
+async def test_a_put_remakes_directories_removed_since_the_last(tmp_path: Path) -> None:
+    """Directories are made only when missing (asking first cost two system calls a video):
+    one removed meanwhile, the day's or the partial files', is made again."""
+    storage = LocalStorage(tmp_path, base_url="http://gw", signing_key=b"k" * 32)
+
+    async def chunks(data: bytes):  # type: ignore[no-untyped-def]
+        yield data
+
+    await storage.put("videos/2026/12/01/a.mp4", chunks(b"first"))
+    shutil.rmtree(tmp_path / "videos")
+    shutil.rmtree(tmp_path / ".partial")
+    stored = await storage.put("videos/2026/12/01/b.mp4", chunks(b"second"))
+    assert stored.size == 6
+    assert (tmp_path / "videos/2026/12/01/b.mp4").read_bytes() == b"second"
+    assert list((tmp_path / ".partial").iterdir()) == []
 
 
 @pytest.mark.parametrize(
