@@ -5,10 +5,13 @@ never times."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
+from app.providers.base import GenerationRequest
 from tests.conftest import GatewayFactory, LiveGateway, eventually
 from tests.emulators.ark import ArkState
 from tests.emulators.server import free_port
@@ -179,3 +182,36 @@ def test_a_task_waiting_for_a_local_slot_is_queued_in_line(
     assert third["status"] == "queued"
     assert [task["status"] for task in done] == ["succeeded"] * 3
     assert [task["queue_position"] for task in done] == [None] * 3
+
+
+class SlowToAnswer(ControlledProvider):
+    """Takes a second to answer a submit, and notes when it answered (``time.monotonic()``)."""
+
+    def __init__(self) -> None:
+        super().__init__("slow")
+        self.answered: list[float] = []
+
+    async def submit(self, request: GenerationRequest) -> str:
+        await asyncio.sleep(1.0)
+        job = await super().submit(request)
+        self.answered.append(time.monotonic())
+        return job
+
+
+def test_a_jobs_age_counts_from_the_providers_answer_to_its_submit(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Jobs submitted together are answered tenths of a second apart under load, and a job
+    is expected done that long after its answer, not after the submit began."""
+    slow = SlowToAnswer()
+    with gateway_factory(extra_providers={"slow": slow}) as gateway:
+        body = {"prompt": "slow to answer", "provider": "slow", "duration_ms": 500, "fps": 4}
+        task = gateway.client.post("/v1/tasks", json=body).json()
+        gateway.wait_task(task["id"], lambda t: t["provider_status"] == "cooking")
+        poller = gateway.app.state.runner._pipeline.pollers.get("slow")
+        [watched] = poller._jobs.values()
+        slow.release()
+        ended(gateway, task["id"])
+    [answered] = slow.answered
+    # From the submit's start it would be a second earlier.
+    assert abs(watched.since - answered) < 0.5
