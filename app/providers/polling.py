@@ -19,13 +19,14 @@ poller sees a change. How the poller reads depends on the provider's :class:`Pol
 *Nearest to done first*: a job younger than this provider's fastest recent jobs (the 10th
 percentile of their durations) is read less often — half its distance to them, at most
 ``MAX_DEFER_S`` — so the reads go to the jobs that may be done. A job that may be done before
-its next regular read is read when it may be (but not sooner than a quarter interval), and
-again a quarter interval later while it is less than an interval past that: jobs started a
-fraction of a second apart no longer wait a whole interval for the read after the one that
-just missed them. Under a rate, a batch read waits (by less than the rate's gap) for the jobs
-that may be done by then (``JobPoller._gather_until``), nudged or not. Due jobs are read
-nudged first (a provider callback arrived: :meth:`JobPoller.nudge`), then longest overdue
-first, so under a rate cap every job still gets its turn.
+its next regular read is read when it may be (but not sooner than a quarter interval), and once
+more a quarter interval later if that read just missed it: jobs started a fraction of a second
+apart no longer wait a whole interval for the read after the one that just missed them.
+
+Under a rate, a batch read waits (by less than the rate's gap) for the jobs that may be done by
+then (``JobPoller._gather_until``), nudged or not. Due jobs are read nudged first (a provider
+callback arrived: :meth:`JobPoller.nudge`), then longest overdue first, so under a rate cap
+every job still gets its turn.
 
 A read that fails is retried with back-off; the waiting task sees the error only when it is not
 retryable or the job's reads kept failing (``MAX_READ_FAILURES``) — a hiccup of the provider's
@@ -244,7 +245,7 @@ class JobPoller:
                         # A nudge may reorder what goes first; the rate still holds.
                         await self._wake.wait()
                 continue
-            gather_until = self._gather_until(due, now, gap) if size > 1 else now
+            gather_until = self._gather_until(due, now, gap, size) if size > 1 else now
             if gather_until > now:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(gather_until - now):
@@ -272,9 +273,10 @@ class JobPoller:
                 read.add_done_callback(self._read_done)
             await asyncio.sleep(0)
 
-    def _gather_until(self, due: list[_Watched], now: float, gap: float) -> float:
+    def _gather_until(self, due: list[_Watched], now: float, gap: float, size: int) -> float:
         """When a batch read that is due should go out: later (by at most ``gap``, counted from
-        when it could first go out) if more jobs may be done by then.
+        when it could first go out) if more jobs that the batch has room for may be done by
+        then. A full batch goes out at once.
 
         Under a rate, the read after this one could not go out sooner than ``gap`` later. Jobs
         submitted together are accepted a few tenths of a second apart. So one read at the
@@ -283,12 +285,15 @@ class JobPoller:
         (its callback came). A job nudged while the read waits is due at once and no longer
         waited for: when every job waited for called back, the read goes out.
         """
-        if not gap:
+        room = size - len(due)
+        if not gap or room <= 0:
             return now
         # From when it was due, or when the rate let it go if that was later.
         horizon = max(due[0].due, self._next_call) + gap
-        later = [w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon]
-        return max(later, default=now)
+        later = sorted(
+            w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon
+        )
+        return max(later[:room], default=now)
 
     def _read_done(self, read: asyncio.Task[None]) -> None:
         self._reads.discard(read)
@@ -389,7 +394,7 @@ class JobPoller:
         if soonest is None or status.state.is_terminal:
             return interval
         left = soonest - (started - watched.since)
-        if -interval < left < interval:  # it may be done before the next regular read
+        if -interval / 4 < left < interval:  # it may be done before the next regular read
             return max(left, interval / 4)
         return max(interval, min(left / 2, MAX_DEFER_S))
 

@@ -12,7 +12,7 @@ import pytest
 
 from app.errors import ProviderAuthError, ProviderError
 from app.providers.base import Capabilities, JobState, JobStatus
-from app.providers.polling import JobPoller, PollPolicy
+from app.providers.polling import JobPoller, PollPolicy, _Watched
 
 pytestmark = pytest.mark.anyio
 
@@ -170,6 +170,21 @@ async def test_a_nudged_read_waits_for_a_job_that_calls_back_within_the_gap() ->
     assert ended[2:] == [DONE, DONE]
     assert len(provider.batches) == 2  # the first read, and one that answered both
     await poller.aclose()
+
+
+def test_a_read_waits_only_for_jobs_its_batch_has_room_for_and_at_most_a_gap() -> None:
+    provider = Batched(PollPolicy(interval_s=1.0, batch=3, max_rps=4))
+    poller = JobPoller(provider)
+    dues = {"a": 10.0, "b": 10.0, "c": 10.1, "d": 10.2, "e": 10.3}
+    for job, due in dues.items():
+        poller._jobs[job] = _Watched(job_id=job, since=0.0, due=due, interval=1.0)
+    due = [poller._jobs["a"], poller._jobs["b"]]
+    # Room for one more: wait for c (due within the 0.25 s gap), not for d.
+    assert poller._gather_until(due, 10.0, 0.25, size=3) == 10.1
+    # Room for three: c and d, not e (past the gap).
+    assert poller._gather_until(due, 10.0, 0.25, size=5) == 10.2
+    # A full batch goes out at once: waiting would only slow a cycle over many jobs.
+    assert poller._gather_until(due, 10.0, 0.25, size=2) == 10.0
 
 
 class Single(Batched):
