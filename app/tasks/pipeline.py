@@ -240,8 +240,9 @@ class Pipeline:
         self.pollers = Pollers()
         self._slot_freed: Signals[None] = Signals()
         self._watching: dict[str, tuple[JobPoller, str]] = {}
-        #: When the provider answered the submit of a task's job (``time.monotonic()``).
-        self._accepted_at: dict[str, float] = {}
+        #: Jobs whose submit was answered and that are not yet followed: task id → (when the
+        #: provider answered, ``time.monotonic()``; the job's id).
+        self._accepted: dict[str, tuple[float, str]] = {}
 
     async def _update(self, task_id: str, **changes: Any) -> Task:
         """A fenced write: only while this process holds the task's lease."""
@@ -290,7 +291,7 @@ class Pipeline:
             )
         finally:
             self._nudges.discard(task_id)
-            self._accepted_at.pop(task_id, None)
+            self._accepted.pop(task_id, None)
 
     async def _fail(self, task_id: str, exc: AppError) -> None:
         logger.info(
@@ -497,7 +498,7 @@ class Pipeline:
 
         async def submit_and_record() -> Task:
             job_id = await provider.submit(request)
-            self._accepted_at[task.id] = time.monotonic()
+            self._accepted[task.id] = (time.monotonic(), job_id)
             return await self._record_job(task, provider, job_id)
 
         inner = asyncio.ensure_future(submit_and_record())
@@ -682,9 +683,9 @@ class Pipeline:
         # The job's age, for when it may be done: from the provider's answer to the submit
         # when that came here (jobs submitted together can be answered a few tenths of a
         # second apart), else from when the submit began.
-        accepted = self._accepted_at.pop(task.id, None)
+        accepted = self._accepted.pop(task.id, None)
         if accepted is not None:
-            age_s = time.monotonic() - accepted
+            age_s = time.monotonic() - accepted[0]
         else:
             started = task.submit_started_at or task.updated_at
             age_s = max(0.0, (utcnow() - started).total_seconds())
@@ -731,9 +732,13 @@ class Pipeline:
             poller.forget(provider_task_id)
 
     def watched_job(self, task_id: str) -> str | None:
-        """The job this process is following for the task, if any."""
+        """The job this process is following for the task, or whose submit it has just had
+        answered (and is recording), if any."""
         watching = self._watching.get(task_id)
-        return watching[1] if watching is not None else None
+        if watching is not None:
+            return watching[1]
+        accepted = self._accepted.get(task_id)
+        return accepted[1] if accepted is not None else None
 
     def nudge(self, task_id: str) -> None:
         """Look at this task's job now (a provider callback arrived)."""

@@ -215,3 +215,36 @@ def test_a_jobs_age_counts_from_the_providers_answer_to_its_submit(
     [answered] = slow.answered
     # From the submit's start it would be a second earlier.
     assert abs(watched.since - answered) < 0.5
+
+
+class NotesTheWindow(ControlledProvider):
+    """Notes what the gateway says of its job just after answering its submit, while the job
+    id is being recorded: the moment Ark's first callback tends to arrive."""
+
+    def __init__(self) -> None:
+        super().__init__("window")
+        self.runner: Any = None
+        self.known: list[str | None] = []
+
+    async def submit(self, request: GenerationRequest) -> str:
+        job = await super().submit(request)
+        task_id = request.task_id
+        asyncio.get_running_loop().call_soon(
+            lambda: self.known.append(self.runner.watched_job(task_id))
+        )
+        return job
+
+
+def test_a_job_is_known_as_soon_as_its_submit_is_answered(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """A callback that arrives while the answer is being recorded needs no write of its own:
+    ``adopt_job`` only nudges a job this process already knows."""
+    provider = NotesTheWindow()
+    with gateway_factory(extra_providers={"window": provider}) as gateway:
+        provider.runner = gateway.app.state.runner
+        body = {"prompt": "known at once", "provider": "window", "duration_ms": 500, "fps": 4}
+        task = gateway.client.post("/v1/tasks", json=body).json()
+        provider.release()
+        done = ended(gateway, task["id"])
+    assert provider.known == [done["provider_task_id"]]
