@@ -46,6 +46,24 @@ class Batched:
         return self._status(job_id)
 
 
+def poller_for(policy: PollPolicy, *, jobs_take_s: float) -> tuple[Batched, JobPoller]:
+    """A poller whose provider's recent jobs took ``jobs_take_s`` (when jobs may be done)."""
+    provider = Batched(policy)
+    poller = JobPoller(provider)
+    poller._durations.extend([jobs_take_s] * 3)
+    return provider, poller
+
+
+async def ends(
+    provider: Batched, job: str, after_s: float, *, calls_back: JobPoller | None = None
+) -> None:
+    """The job ends ``after_s`` from now (and its callback nudges ``calls_back``)."""
+    await asyncio.sleep(after_s)
+    provider.done.add(job)
+    if calls_back is not None:
+        calls_back.nudge(job)
+
+
 async def test_one_read_answers_for_a_batch_and_left_out_jobs_are_read_alone() -> None:
     provider = Batched(PollPolicy(interval_s=0.05, batch=3, max_rps=100))
     provider.unlisted.add("j4")
@@ -104,9 +122,7 @@ async def test_a_job_that_may_be_done_before_the_next_read_is_read_when_it_may_b
 
 
 async def test_a_job_past_when_it_may_be_done_is_read_again_a_quarter_interval_later() -> None:
-    provider = Batched(PollPolicy(interval_s=4.0, batch=10, max_rps=100))
-    poller = JobPoller(provider)
-    poller._durations.extend([2.0] * 3)  # this provider's jobs take 2 s
+    provider, poller = poller_for(PollPolicy(interval_s=4.0, batch=10, max_rps=100), jobs_take_s=2)
     # 2.5 s old: it may be done, and is not at its first read.
     assert await poller.next("late", after=None, wait_s=5, age_s=2.5) == RUNNING
     provider.done.add("late")
@@ -118,14 +134,7 @@ async def test_a_job_past_when_it_may_be_done_is_read_again_a_quarter_interval_l
 async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_soon() -> None:
     """Jobs submitted a fraction of a second apart: one read when the later may be done, not
     one for the earlier and another a rate's gap (1 s) after it."""
-    provider = Batched(PollPolicy(interval_s=4.0, batch=10, max_rps=1))
-    poller = JobPoller(provider)
-    poller._durations.extend([2.0] * 3)  # this provider's jobs take 2 s
-
-    async def finish(job: str, after_s: float) -> None:
-        await asyncio.sleep(after_s)
-        provider.done.add(job)
-
+    provider, poller = poller_for(PollPolicy(interval_s=4.0, batch=10, max_rps=1), jobs_take_s=2)
     # The early job may be done in 1 s, the later in 1.6 s; they are, at 0.5 s and 1.3 s.
     first = await asyncio.gather(
         poller.next("early", after=None, wait_s=5, age_s=1.0),
@@ -133,8 +142,8 @@ async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_s
     )
     assert first == [RUNNING, RUNNING] and provider.batches == [["early", "later"]]
     ended = await asyncio.gather(
-        finish("early", 0.5),
-        finish("later", 1.3),
+        ends(provider, "early", 0.5),
+        ends(provider, "later", 1.3),
         poller.next("early", after=RUNNING, wait_s=5),
         poller.next("later", after=RUNNING, wait_s=5),
     )
@@ -147,23 +156,16 @@ async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_s
 async def test_a_nudged_read_waits_for_a_job_that_calls_back_within_the_gap() -> None:
     """A callback for one job while another may be done within the rate's gap (2 s): one read
     for both, sent when the second calls back too, not one each."""
-    provider = Batched(PollPolicy(interval_s=8.0, batch=10, max_rps=0.5))
-    poller = JobPoller(provider)
-    poller._durations.extend([10.0] * 3)  # this provider's jobs take 10 s
-
-    async def callback(job: str, after_s: float) -> None:
-        await asyncio.sleep(after_s)
-        provider.done.add(job)
-        poller.nudge(job)
-
+    policy = PollPolicy(interval_s=8.0, batch=10, max_rps=0.5)
+    provider, poller = poller_for(policy, jobs_take_s=10)
     # Read at once; then the first may be done in 2 s (a quarter interval), the second in 2.5 s.
     await asyncio.gather(
         poller.next("first", after=None, wait_s=5, age_s=9.9),
         poller.next("second", after=None, wait_s=5, age_s=7.5),
     )
     ended = await asyncio.gather(
-        callback("first", 0.1),  # read when the rate allows, at 2 s...
-        callback("second", 2.2),  # ...but this one may be done by 2.5 s
+        ends(provider, "first", 0.1, calls_back=poller),  # read when the rate allows, at 2 s...
+        ends(provider, "second", 2.2, calls_back=poller),  # ...but this one may be done by 2.5 s
         poller.next("first", after=RUNNING, wait_s=5),
         poller.next("second", after=RUNNING, wait_s=5),
     )
