@@ -12,10 +12,14 @@ What is hand-written is only the dispatch. The SQL is SQLAlchemy's own compilati
 value goes through the bind and result processors of its column's type for the dialect, so
 what is stored and read is the same as through Core. A driver error is raised as SQLAlchemy
 would raise it (``OperationalError`` and so on).
+
+:func:`runnable` is what callers use: the statement on the cursor for SQLite, through Core
+for other databases, behind one interface and built once per statement and dialect.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -84,3 +88,21 @@ class Prepared:
             name: value if process is None else process(value)
             for (name, process), value in zip(self._columns, row, strict=True)
         }
+
+
+class Core:
+    """A statement run through SQLAlchemy Core, with :class:`Prepared`'s interface."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._statement = statement
+
+    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        row = conn.execute(self._statement, params).first()
+        return dict(row._mapping) if row is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def runnable(statement: sa.UpdateBase, dialect: Dialect) -> Prepared | Core:
+    """``statement`` ready to run on ``dialect``: on the cursor on SQLite, through Core
+    elsewhere. Cached by identity: ``statement`` must itself be built once."""
+    return Prepared(statement, dialect) if dialect.name == "sqlite" else Core(statement)

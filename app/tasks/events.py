@@ -26,17 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
 from app.db import metadata
-from app.db.prepared import Prepared
+from app.db.prepared import runnable
 from app.tasks.models import Task, TaskStatus, utcnow
 
 if TYPE_CHECKING:
@@ -111,21 +109,13 @@ def snapshot(task: Task) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=8)
-def _prepared_insert(dialect: Dialect) -> Prepared:
-    return Prepared(_INSERT, dialect)
-
-
 def record(conn: sa.Connection, task: Task, changes: dict[str, Any]) -> bool:
     """Add the event ``changes`` cause, in the caller's transaction; True if there was one."""
     kind = event_type(task, changes)
     if kind is None:
         return False
     row = {"task_id": task.id, "type": kind, "data": snapshot(task), "created_at": utcnow()}
-    if conn.dialect.name == "sqlite":
-        _prepared_insert(conn.dialect).first(conn, row)  # see app.db.prepared
-    else:
-        conn.execute(_INSERT, row)
+    runnable(_INSERT, conn.dialect).first(conn, row)  # on SQLite's cursor: app.db.prepared
     if conn.dialect.name == "postgresql":
         # Delivered to every LISTENing replica when (and only if) this transaction commits.
         conn.execute(_NOTIFY, {"task_id": task.id})

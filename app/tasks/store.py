@@ -30,7 +30,7 @@ import dataclasses
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.db import metadata
 from app.db.engine import create_engine_for, db_later, db_now
 from app.db.group_commit import GroupCommit
-from app.db.prepared import Prepared
+from app.db.prepared import runnable
 from app.errors import ConflictError, UnavailableError
 from app.tasks import events, outbox
 from app.tasks.models import Task, TaskStage, TaskStatus, utcnow
@@ -216,20 +216,6 @@ def _guarded_update(columns: frozenset[str], dialect: str, fenced: bool) -> sa.U
     )
 
 
-class _Core:
-    """A statement run through SQLAlchemy, with :class:`Prepared`'s interface."""
-
-    def __init__(self, statement: sa.Executable) -> None:
-        self._statement = statement
-
-    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        row = conn.execute(self._statement, params).first()
-        return dict(row._mapping) if row is not None else None
-
-
-_Runnable = Prepared | _Core
-
-
 class TaskStore:
     """Async facade over a synchronous SQLAlchemy engine."""
 
@@ -247,22 +233,6 @@ class TaskStore:
         #: Whether writes commit in the order they are asked for (one writer, first come first
         #: served), so that a caller may ask for the next before the last is done.
         self.writes_in_order = self._group is not None
-        self._prepared: dict[Any, _Runnable] = {}
-
-    def _prepare(self, key: Any, build: Callable[[], sa.UpdateBase]) -> _Runnable:
-        """A statement on every task's path, built once: on SQLite run on the driver's
-        cursor (``app.db.prepared``), elsewhere through SQLAlchemy."""
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            statement = build()
-            prepared = (
-                Prepared(statement, self.engine.dialect)
-                if self.dialect == "sqlite"
-                else _Core(statement)
-            )
-            if len(self._prepared) < 512:
-                self._prepared[key] = prepared
-        return prepared
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -323,11 +293,11 @@ class TaskStore:
         body is a conflict.
         """
         row = _task_to_row(task)
-        insert = self._prepare("insert", lambda: _INSERT)
+        insert = runnable(_INSERT, self.engine.dialect)
         if lease_s is not None and task.lease_owner:
             del row["lease_until"]
             row["_lease_s"] = lease_s
-            insert = self._prepare("leased insert", lambda: _leased_insert(self.dialect))
+            insert = runnable(_leased_insert(self.dialect), self.engine.dialect)
 
         def insert_row(conn: sa.Connection) -> tuple[Task, bool]:
             if task.idempotency_key:
@@ -609,10 +579,8 @@ class TaskStore:
         values["updated_at"] = utcnow()
 
         params = {"_task_id": task_id, "_fence": fence, **values}
-        columns, fenced = frozenset(values), fence is not None
-        prepared = self._prepare(
-            (columns, fenced), lambda: _guarded_update(columns, self.dialect, fenced)
-        )
+        statement = _guarded_update(frozenset(values), self.dialect, fence is not None)
+        prepared = runnable(statement, self.engine.dialect)
 
         def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
             found = prepared.first(conn, params)
@@ -739,7 +707,7 @@ class TaskStore:
             "provider_status": provider_status,
             "updated_at": utcnow(),
         }
-        statement = self._prepare("record job", lambda: _record_submitted_job(self.dialect))
+        statement = runnable(_record_submitted_job(self.dialect), self.engine.dialect)
 
         def apply(conn: sa.Connection) -> tuple[Task | None, bool]:
             fields = statement.first(conn, values)
