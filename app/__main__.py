@@ -48,12 +48,10 @@ def serve(args: argparse.Namespace) -> int:
             )
         else:
             print(f"\n  Dev token: kept in {dev_token_path(settings)}\n", flush=True)
-    app = create_app(settings)
-    # A server's startup objects (modules, schemas, clients) live as long as it does: frozen
-    # once it is ready, the collector's full passes no longer walk them (app.main).
-    app.state.freeze_heap = True
     uvicorn.run(
-        app,
+        # A server's startup objects (modules, schemas, clients) live as long as it does:
+        # frozen once it is ready, the collector's full passes no longer walk them.
+        create_app(settings, freeze_heap=True),
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.server.log_level,

@@ -126,9 +126,14 @@ async def _count_webhooks(outbox: WebhookOutbox, metrics: Metrics) -> None:
 
 
 def create_app(
-    settings: Settings, *, extra_providers: Mapping[str, VideoProvider] | None = None
+    settings: Settings,
+    *,
+    extra_providers: Mapping[str, VideoProvider] | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
-    """Build the gateway. ``extra_providers`` adds ready-made providers (tests, benchmarks)."""
+    """Build the gateway. ``extra_providers`` adds ready-made providers (tests, benchmarks).
+    ``freeze_heap`` (``python -m app serve``): once ready, leave the startup objects out of
+    the garbage collector; a test process would keep every frozen app's garbage."""
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -317,7 +322,7 @@ def create_app(
             await feeder.start()
             stack.push_async_callback(feeder.stop)
             await stack.enter_async_context(mcp.serve(app))
-            if getattr(app.state, "freeze_heap", False):
+            if freeze_heap:
                 # A full collection walked every object the gateway made at startup, hundreds
                 # of thousands: 70-80 ms with everything else stopped, in the middle of bursts
                 # of tasks. Left out of the collector, they no longer cost it anything. And

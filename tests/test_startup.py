@@ -55,9 +55,8 @@ from app.config import load_settings
 from app.main import create_app
 
 async def main():
-    app = create_app(load_settings(None))
-    if sys.argv[1] == "serve":
-        app.state.freeze_heap = True  # as `python -m app serve` does
+    # As `python -m app serve` makes it, or as anything else does.
+    app = create_app(load_settings(None), freeze_heap=sys.argv[1] == "serve")
     async with app.router.lifespan_context(app):
         print(gc.get_threshold()[0], gc.get_freeze_count())
 
