@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
 import logging
 import statistics
 import time
@@ -290,10 +291,8 @@ class JobPoller:
             return now
         # From when it was due, or when the rate let it go if that was later.
         horizon = max(due[0].due, self._next_call) + gap
-        later = sorted(
-            w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon
-        )
-        return max(later[:room], default=now)
+        later = (w.due for w in self._jobs.values() if not w.reading and now < w.due <= horizon)
+        return max(heapq.nsmallest(room, later), default=now)
 
     def _read_done(self, read: asyncio.Task[None]) -> None:
         self._reads.discard(read)
