@@ -259,7 +259,7 @@ def create_app(
                 storage=storage,
                 prompts=prompts,
                 extras=pipeline.extras,
-                http=http,
+                downloads=downloads,
                 changes=changes,
                 runner=runner,
                 instance_id=instance_id,

@@ -322,7 +322,7 @@ class LongVideos:
         storage: Storage,
         prompts: PromptService,
         extras: VideoExtras,
-        http: httpx.AsyncClient,
+        downloads: httpx.AsyncClient,
         changes: Signals[Task],
         runner: ShotRunner,
         instance_id: str,
@@ -334,7 +334,7 @@ class LongVideos:
         self.storage = storage
         self.prompts = prompts
         self.extras = extras
-        self.http = http
+        self.downloads = downloads  # stored shots are fetched like any result URL
         self.changes = changes
         self.runner = runner
         self.me = instance_id
@@ -611,7 +611,7 @@ class _ParentRun:
         url = await self.o.storage.url(child.video_key, expires_s=3600)
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
-                async with open_url_stream(self.o.http, url, provider="storage") as stream:
+                async with open_url_stream(self.o.downloads, url, provider="storage") as stream:
                     fh = await asyncio.to_thread(dest.open, "wb")
                     try:
                         async for chunk in stream:
