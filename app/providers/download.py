@@ -24,6 +24,7 @@ import httpx
 
 from app.errors import ProviderError
 from app.providers.http import describe_transport_error
+from app.providers.netbackend import asyncio_transport
 
 CHUNK_SIZE = 1024 * 1024
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
@@ -33,10 +34,10 @@ MAX_DOWNLOADS = 500
 
 def download_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
     """The client for result URLs: redirects followed, no connection kept after its GET."""
+    limits = httpx.Limits(max_connections=MAX_DOWNLOADS, max_keepalive_connections=0)
     return httpx.AsyncClient(
-        verify=verify,
         timeout=DOWNLOAD_TIMEOUT,
-        limits=httpx.Limits(max_connections=MAX_DOWNLOADS, max_keepalive_connections=0),
+        transport=asyncio_transport(verify=verify, limits=limits),
         follow_redirects=True,
     )
 

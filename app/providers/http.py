@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from app.errors import ProviderError, ProviderOutcomeUnknownError
+from app.providers.netbackend import asyncio_transport
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,14 @@ KEEPALIVE_S = 4.0
 
 
 def provider_client(verify: ssl.SSLContext) -> httpx.AsyncClient:
-    """The client for providers' APIs: a few connections kept, none past ``KEEPALIVE_S``."""
+    """The client for providers' APIs: a few connections kept, none past ``KEEPALIVE_S``, on
+    asyncio's own transports (:mod:`app.providers.netbackend`)."""
+    limits = httpx.Limits(
+        max_connections=200, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S
+    )
     return httpx.AsyncClient(
-        verify=verify,
         timeout=httpx.Timeout(30.0, connect=10.0),
-        limits=httpx.Limits(
-            max_connections=200, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S
-        ),
+        transport=asyncio_transport(verify=verify, limits=limits),
         follow_redirects=True,
     )
 

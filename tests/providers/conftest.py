@@ -11,6 +11,8 @@ import pytest
 
 from app.config import JimengSettings, SeedanceSettings
 from app.providers.base import GenerationRequest, JobState, JobStatus, VideoProvider
+from app.providers.http import provider_client
+from app.tls import tls_context
 from tests.emulators import ark, jimeng_official, jimeng_relay
 from tests.emulators.faults import Videos
 from tests.emulators.serve import pattern_mp4
@@ -68,7 +70,8 @@ def relay_emu(mp4_bytes: bytes) -> Iterator[Emulator[jimeng_relay.RelayState]]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
+    """The client the gateway gives its providers (asyncio's transports, a small pool)."""
+    async with provider_client(tls_context()) as client:
         yield client
 
 
