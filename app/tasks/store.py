@@ -226,10 +226,11 @@ class TaskStore:
         self.on_event: Callable[[str], None] | None = None
         # SQLite has one writer at a time, and its busy handler sleeps in growing steps when
         # threads collide; taking turns in-process is much faster. Other databases need no lock.
+        sqlite_lock = threading.Lock()
         self._write_lock: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+            sqlite_lock if self.dialect == "sqlite" else contextlib.nullcontext()
         )
-        self._group = GroupCommit(engine, self._write_lock) if self.dialect == "sqlite" else None
+        self._group = GroupCommit(engine, sqlite_lock) if self.dialect == "sqlite" else None
         #: Whether writes commit in the order they are asked for (one writer, first come first
         #: served), so that a caller may ask for the next before the last is done.
         self.writes_in_order = self._group is not None
