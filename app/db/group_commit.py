@@ -17,7 +17,8 @@ kept off it:
   is writing, or anything else goes wrong, the batch is rolled back and goes to a writer thread
   as it used to, where it waits its turn;
 * it never checkpoints the write-ahead log (``wal_autocheckpoint`` 0, which would ``fsync``);
-  the writer thread does, after every ``CHECKPOINT_EVERY`` writes.
+  the writer thread does, after every ``CHECKPOINT_EVERY`` writes, as SQLite would have
+  (a passive checkpoint, which waits for nothing).
 
 Every write is a function of the connection that runs in a transaction it does not own, with no
 effect outside the database, and small (one task's rows); its caller is answered after the
@@ -134,7 +135,8 @@ class GroupCommit:
 
     def _checkpoint(self) -> None:
         with self._engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+            # PASSIVE, as SQLite's own automatic checkpoint: it waits for no reader or writer.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpointing = None
