@@ -16,8 +16,9 @@ poller sees a change. How the poller reads depends on the provider's :class:`Pol
 * **Adaptive** (:data:`ADAPTIVE`, for a provider that declares nothing): each job on its own
   growing interval (0.5 s → 10 s), honouring ``poll_after_s`` hints, as a task used to poll.
 
-*Nearest to done first*: a job younger than this provider's fastest recent jobs (the 10th
-percentile of their durations) is read less often — half its distance to them, at most
+*Nearest to done first*: a new job is read at once only when this provider's fastest recent
+jobs (the 10th percentile of their durations) say it may be done; otherwise within an interval.
+A job younger than those fastest jobs is read less often — half its distance to them, at most
 ``MAX_DEFER_S`` — so the reads go to the jobs that may be done. A job that may be done before
 its next regular read is read when it may be (but not sooner than a quarter interval), and once
 more a quarter interval later if that read just missed it: jobs started a fraction of a second
@@ -197,14 +198,29 @@ class JobPoller:
         watched = self._jobs.get(job_id)
         if watched is None:
             now = self._clock()
+            age_s = max(0.0, age_s)
             watched = self._jobs[job_id] = _Watched(
-                job_id=job_id, since=now - max(0.0, age_s), due=now, interval=self.policy.interval_s
+                job_id=job_id,
+                since=now - age_s,
+                due=now + self._first_read_in(age_s),
+                interval=self.policy.interval_s,
             )
             self._wake.set()
         if self._loop_task is None or self._loop_task.done():
             name = f"poll-{getattr(self.provider, 'name', 'provider')}"
             self._loop_task = asyncio.create_task(self._run(), name=name)
         return watched
+
+    def _first_read_in(self, age_s: float) -> float:
+        """A new job is read at once, unless this provider's fastest recent jobs say it cannot
+        be done yet: then when it may be, or an interval from now if that comes first (a job
+        the provider fails early is still seen within an interval). Read at once, a hundred
+        jobs submitted together cost a read and a hundred wake-ups in the middle of their
+        submits, to learn only that they are running."""
+        soonest = self._soonest_done_s()
+        if soonest is None or self.policy.adaptive or self.policy.pushes:
+            return 0.0
+        return min(self.policy.interval_s, max(0.0, soonest - age_s))
 
     def _soonest_done_s(self) -> float | None:
         """How long this provider's fastest recent jobs took (the 10th percentile)."""

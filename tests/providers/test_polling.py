@@ -135,12 +135,16 @@ async def test_under_a_rate_one_batch_read_waits_for_the_jobs_that_may_be_done_s
     """Jobs submitted a fraction of a second apart: one read when the later may be done, not
     one for the earlier and another a rate's gap (1 s) after it."""
     provider, poller = poller_for(PollPolicy(interval_s=4.0, batch=10, max_rps=1), jobs_take_s=2)
-    # The early job may be done in 1 s, the later in 1.6 s; they are, at 0.5 s and 1.3 s.
-    first = await asyncio.gather(
+    # The early job may be done in 1 s, the later in 1.6 s; they are, at 0.5 s and 1.3 s. Their
+    # first read is asked for at once (as callbacks would).
+    first = asyncio.gather(
         poller.next("early", after=None, wait_s=5, age_s=1.0),
         poller.next("later", after=None, wait_s=5, age_s=0.4),
     )
-    assert first == [RUNNING, RUNNING] and provider.batches == [["early", "later"]]
+    await asyncio.sleep(0.01)
+    poller.nudge("early")
+    poller.nudge("later")
+    assert await first == [RUNNING, RUNNING] and provider.batches == [["early", "later"]]
     ended = await asyncio.gather(
         ends(provider, "early", 0.5),
         ends(provider, "later", 1.3),
@@ -208,3 +212,20 @@ async def test_a_passing_hiccup_does_not_fail_the_job_but_bad_credentials_do() -
     with pytest.raises(ProviderAuthError):
         await poller.next("j1", after=first, wait_s=10)
     await poller.aclose()
+
+
+async def test_a_new_job_is_read_at_once_only_if_it_may_be_done() -> None:
+    """Jobs of this provider take 2 s: one just submitted is first read an interval later (its
+    read would only say "running"). Without durations yet, or when it may be done, at once."""
+    provider, poller = poller_for(PollPolicy(interval_s=0.6, batch=10, max_rps=100), jobs_take_s=2)
+    first = asyncio.create_task(poller.next("young", after=None, wait_s=5))
+    await asyncio.sleep(0.3)
+    assert provider.batches == [] and provider.singles == []
+    assert await first == RUNNING  # read an interval after it was submitted
+    assert await asyncio.wait_for(poller.next("old", after=None, wait_s=5, age_s=2.2), 0.3)
+    await poller.aclose()
+
+    unknown = Batched(PollPolicy(interval_s=0.6, batch=10, max_rps=100))
+    fresh = JobPoller(unknown)
+    assert await asyncio.wait_for(fresh.next("any", after=None, wait_s=5), 0.3) == RUNNING
+    await fresh.aclose()
