@@ -555,11 +555,15 @@ class TaskService:
         await self.on_terminal(updated)
         return updated
 
-    async def adopt_job(self, task_id: str, provider: str, provider_task_id: str) -> None:
+    async def adopt_job(
+        self, task_id: str, provider: str, provider_task_id: str, *, look: bool = True
+    ) -> None:
         """A provider told us (e.g. by callback) which job is this task's: record it if the
-        task has none yet — a submit whose answer was lost — and look at it now."""
+        task has none yet — a submit whose answer was lost — and look at it now (a job known
+        here already, only when ``look``: it may have ended)."""
         if self._runner.watched_job(task_id) == provider_task_id:
-            self._runner.nudge(task_id)  # known here already: no write, just look
+            if look:
+                self._runner.nudge(task_id)  # known here already: no write, just look
             return
         recorded = await self._store.record_job(task_id, provider_task_id)
         if recorded is not None:

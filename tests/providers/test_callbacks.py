@@ -22,13 +22,16 @@ class Tasks:
     def __init__(self) -> None:
         self.nudged: list[str] = []
         self.adopted: list[tuple[str, str, str]] = []
+        self.looks: list[bool] = []
 
     async def nudge(self, task_id: str) -> None:
         self.nudged.append(task_id)
 
-    async def adopt_job(self, task_id: str, provider: str, job_id: str) -> None:
+    async def adopt_job(self, task_id: str, provider: str, job_id: str, *, look: bool) -> None:
         self.adopted.append((task_id, provider, job_id))
-        await self.nudge(task_id)
+        self.looks.append(look)
+        if look:
+            await self.nudge(task_id)
 
 
 def app_with(api_key: str | None) -> tuple[FastAPI, Tasks]:
@@ -42,10 +45,10 @@ def app_with(api_key: str | None) -> tuple[FastAPI, Tasks]:
     return app, tasks
 
 
-async def post(app: FastAPI, path: str) -> httpx.Response:
+async def post(app: FastAPI, path: str, *, status: str = "succeeded") -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        return await client.post(path, json={"id": "cgt-1", "status": "succeeded"})
+        return await client.post(path, json={"id": "cgt-1", "status": status})
 
 
 async def test_a_signed_callback_nudges_the_task() -> None:
@@ -56,6 +59,20 @@ async def test_a_signed_callback_nudges_the_task() -> None:
     response = await post(app, f"/v1/callbacks/seedance/vt_1?sig={sig}")
     assert response.status_code == 200 and runner.nudged == ["vt_1"]
     assert runner.adopted == [("vt_1", "seedance", "cgt-1")]
+
+
+async def test_a_job_still_going_is_adopted_but_not_read_at_once() -> None:
+    """ "queued" and "running" cannot end a task: the job is adopted if the task lost its id,
+    and otherwise left to its read schedule. Any other word (or none) is read at once."""
+    app, runner = app_with("ark-key-for-callbacks")
+    secret = callback_secret(app.state.settings.seedance)
+    assert secret is not None
+    path = f"/v1/callbacks/seedance/vt_1?sig={callback_signature(secret, 'vt_1')}"
+    for status in ("queued", "running", "expired", "something new"):
+        assert (await post(app, path, status=status)).status_code == 200
+    assert len(runner.adopted) == 4
+    assert runner.looks == [False, False, True, True]
+    assert runner.nudged == ["vt_1", "vt_1"]
 
 
 @pytest.mark.parametrize("query", ["", "?sig=deadbeef"])
