@@ -28,7 +28,7 @@ import asyncio
 import select
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import httpcore
@@ -241,17 +241,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        connection = _Connection(loop)
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: connection, host, port, local_addr=local)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _set_options(connection, socket_options)
-        return AsyncioStream(connection)
+
+        async def connect(connection: _Connection) -> object:
+            return await loop.create_connection(lambda: connection, host, port, local_addr=local)
+
+        return await _opened(connect, f"{host}:{port}", timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -260,19 +255,33 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        connection = _Connection(loop)
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.create_unix_connection(lambda: connection, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"connecting to {path} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _set_options(connection, socket_options)
-        return AsyncioStream(connection)
+
+        async def connect(connection: _Connection) -> object:
+            return await loop.create_unix_connection(lambda: connection, path)
+
+        return await _opened(connect, path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _opened(
+    connect: Callable[[_Connection], Awaitable[object]],
+    what: str,
+    timeout: float | None,
+    options: Iterable[SocketOption] | None,
+) -> AsyncioStream:
+    """A stream on a connection ``connect`` opens within ``timeout``, as httpcore's errors."""
+    connection = _Connection(asyncio.get_running_loop())
+    try:
+        async with asyncio.timeout(timeout):
+            await connect(connection)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"connecting to {what} timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+    _set_options(connection, options)
+    return AsyncioStream(connection)
 
 
 def _readable(transport: asyncio.Transport) -> bool:
