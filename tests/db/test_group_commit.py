@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.db.engine import create_engine_for
-from app.db.group_commit import GroupCommit
+from app.db.group_commit import MAX_BATCH, GroupCommit
 
 pytestmark = pytest.mark.anyio
 
@@ -183,3 +183,27 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
     # 4 MB went through the log; without checkpoints it would hold all of it.
     assert (tmp_path / "wal.db-wal").stat().st_size < 1_500_000
     assert len(stored(engine)) == 4000
+
+
+async def test_a_crowd_is_committed_in_bounded_transactions(engine: sa.Engine) -> None:
+    """600 writes at once: no transaction holds more than ``MAX_BATCH`` of them (on the loop,
+    a transaction is time nothing else runs), and every write is answered committed."""
+    sizes: list[int] = []
+    statements = 0
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    @sa.event.listens_for(engine, "commit")
+    def note(_: object) -> None:
+        nonlocal statements
+        sizes.append(statements)
+        statements = 0
+
+    group = GroupCommit(engine, threading.Lock())
+    assert await asyncio.gather(*(group.write(insert(k)) for k in range(600))) == list(range(600))
+    await group.aclose()
+    assert sum(sizes) >= 600 and max(sizes) <= MAX_BATCH
+    assert set(stored(engine)) == set(range(600))
