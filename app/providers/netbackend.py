@@ -47,7 +47,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.transport: asyncio.Transport | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self._buffered = 0
         self._reading_paused = False
         self.eof = False
@@ -94,15 +94,19 @@ class _Connection(asyncio.Protocol):
     def take(self, max_bytes: int) -> bytes:
         chunk = self._chunks[0]
         if len(chunk) > max_bytes:
-            self._chunks[0] = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
+            # The rest stays a view: a large chunk read in pieces is copied once, not again
+            # for every piece taken from its front.
+            view = memoryview(chunk)
+            taken = bytes(view[:max_bytes])
+            self._chunks[0] = view[max_bytes:]
         else:
             del self._chunks[0]
-        self._buffered -= len(chunk)
+            taken = bytes(chunk) if isinstance(chunk, memoryview) else chunk
+        self._buffered -= len(taken)
         if self._reading_paused and self._buffered <= LOW_WATER and self.transport:
             self._reading_paused = False
             self.transport.resume_reading()
-        return chunk
+        return taken
 
     def has_data(self) -> bool:
         return bool(self._chunks)
