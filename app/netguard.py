@@ -45,6 +45,7 @@ import httpcore
 import httpx
 
 from app.errors import InvalidUrlError
+from app.providers.netbackend import use_backend
 from app.tls import tls_context
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -327,17 +328,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         inner: httpcore.AsyncNetworkBackend | None = None,
         limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
     ) -> None:
-        super().__init__(verify=tls_context(trust_env=False), limits=limits, trust_env=False)
+        verify = tls_context(trust_env=False)
+        super().__init__(verify=verify, limits=limits, trust_env=False)
         self.backend = GuardedBackend(policy, resolver=resolver, inner=inner)
-        # httpx builds its pool without a way to pass a network backend; rebuild it with the
-        # same settings and ours (httpx is pinned; tests cover this seam).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=self.backend,
-        )
+        use_backend(self, self.backend, verify=verify, limits=limits)
 
 
 def guarded_client(

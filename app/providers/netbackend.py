@@ -308,12 +308,24 @@ def _set_options(connection: _Connection, options: Iterable[SocketOption] | None
 def asyncio_transport(*, verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """httpx's own HTTP/1.1 transport, reaching the network through :class:`AsyncioBackend`."""
     transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    # httpx builds its pool without a way to name the backend: the same pool, rebuilt with one.
+    use_backend(transport, AsyncioBackend(), verify=verify, limits=limits)
+    return transport
+
+
+def use_backend(
+    transport: httpx.AsyncHTTPTransport,
+    backend: httpcore.AsyncNetworkBackend,
+    *,
+    verify: ssl.SSLContext,
+    limits: httpx.Limits,
+) -> None:
+    """Make ``transport`` reach the network through ``backend``. httpx builds its pool without
+    a way to name one, so the same pool is rebuilt with it (httpx is pinned; the tests of each
+    backend's clients cover this seam)."""
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=verify,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(),
+        network_backend=backend,
     )
-    return transport
