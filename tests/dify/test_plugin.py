@@ -18,12 +18,14 @@ import json
 import shutil
 import subprocess
 import threading
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
 from PIL import Image
@@ -366,6 +368,111 @@ def test_a_first_frame_image_reaches_the_provider_as_a_data_url(
     assert base64.b64decode(sent.split(",", 1)[1]) == image.getvalue()
 
 
+@contextlib.contextmanager
+def _front_that_loses(target: str, *, lose: int) -> Iterator[tuple[str, list[str | None]]]:
+    """A front for the gateway (a load balancer, a proxy) that passes every request on and every
+    answer back, except the answers of the first ``lose`` creates (``POST /v1/tasks``): those it
+    cuts off after the gateway has handled the request. Yields its URL and, for each create it
+    passed on, the ``Idempotency-Key`` it carried."""
+    keys: list[str | None] = []
+    upstream = httpx.Client(base_url=target, timeout=90)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            answer = upstream.request(self.command, self.path, headers=headers, content=body)
+            if self.command == "POST" and self.path == "/v1/tasks":
+                keys.append(self.headers.get("Idempotency-Key"))
+                if len(keys) <= lose:
+                    self.close_connection = True  # the gateway answered; the caller never hears
+                    return
+            self.send_response(answer.status_code)
+            for name, value in answer.headers.items():
+                if name.lower() not in HOP_HEADERS:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", keys
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
+
+
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
+
+
+def test_a_create_whose_answer_is_lost_is_sent_again_and_paid_once(
+    gateway_factory: GatewayFactory, plugin: PluginProcess
+) -> None:
+    provider = ControlledProvider("paid")
+    with (
+        gateway_factory(extra_providers={"paid": provider}) as gateway,
+        _front_that_loses(gateway.base_url, lose=2) as (front, keys),
+    ):
+        started = _variables(
+            plugin.invoke_tool(
+                "generate_video",
+                {"prompt": "a kite over the dunes", "provider": "paid", "max_wait": 0},
+                {"base_url": front, "token": gateway.token},
+            )
+        )
+        eventually(lambda: bool(provider.submits))
+        provider.release()
+        done = gateway.wait_task(started["task_id"], lambda t: t["status"] == "succeeded")
+        listed = gateway.client.get("/v1/tasks").json()["data"]
+
+    assert len(keys) == 3 and keys[0] and len(set(keys)) == 1  # sent thrice, one key
+    assert [t["id"] for t in listed] == [started["task_id"]] == [done["id"]]
+    assert len(provider.submits) == 1
+
+
+def test_a_node_retried_with_the_run_id_as_key_gets_the_task_it_started(
+    gateway_factory: GatewayFactory, plugin: PluginProcess
+) -> None:
+    provider = ControlledProvider("paid")
+    args = {"prompt": "rain on a tin roof", "provider": "paid", "max_wait": 0}
+    run_key = {"idempotency_key": "0b5d3c1e-run-of-the-workflow"}
+    with (
+        gateway_factory(extra_providers={"paid": provider}) as gateway,
+        _front_that_loses(gateway.base_url, lose=0) as (front, keys),
+    ):
+        credentials = {"base_url": front, "token": gateway.token}
+        first = _variables(plugin.invoke_tool("generate_video", {**args, **run_key}, credentials))
+        retried = _variables(plugin.invoke_tool("generate_video", {**args, **run_key}, credentials))
+        with pytest.raises(PluginInvokeError) as reused:
+            plugin.invoke_tool(
+                "generate_video", {**args, **run_key, "prompt": "another idea"}, credentials
+            )
+        with pytest.raises(PluginInvokeError) as refused:
+            plugin.invoke_tool("generate_video", {**args, "style": "no-such-style"}, credentials)
+        eventually(lambda: bool(provider.submits))
+        provider.release()
+        gateway.wait_task(first["task_id"], lambda t: t["status"] == "succeeded")
+
+    assert retried["task_id"] == first["task_id"]
+    assert len(provider.submits) == 1
+    assert "HTTP 409 conflict" in reused.value.message
+    assert "HTTP 422 validation_error" in refused.value.message
+    # The run's key three times, then one fresh key for the refused create, sent once.
+    assert keys[:3] == [run_key["idempotency_key"]] * 3
+    assert len(keys) == 4 and keys[3] and keys[3].startswith("dify-plugin-")
+
+
 # --- the workflow on Dify's engine ----------------------------------------------------------------
 
 
@@ -408,15 +515,18 @@ def test_the_plugin_workflow_passes_graphon_validation(tmp_path: Path) -> None:
 def test_the_plugin_workflow_delivers_a_playable_video(
     live_gateway: LiveGateway, package: dict[str, Any], tmp_path: Path
 ) -> None:
-    result = engine.run(
-        engine.PLUGIN_WORKFLOW,
-        base_url=live_gateway.base_url,
-        token=live_gateway.token,
-        inputs={"prompt": "小男孩踢足球", "aspect_ratio": "9:16", **FAST},
-        plugin_dir=package["unpacked"],
-    )
+    with _front_that_loses(live_gateway.base_url, lose=0) as (front, keys):
+        result = engine.run(
+            engine.PLUGIN_WORKFLOW,
+            base_url=front,
+            token=live_gateway.token,
+            inputs={"prompt": "小男孩踢足球", "aspect_ratio": "9:16", **FAST},
+            plugin_dir=package["unpacked"],
+        )
 
     assert result.status == "succeeded", result.describe()
+    [key] = keys
+    assert key is not None and str(uuid.UUID(key)) == key  # the run's id, sys.workflow_run_id
     assert result.last("generate")["node_type"] == "tool"
     assert result.last("route_outcome")["edge_source_handle"] == "succeeded"
     outputs = result.outputs

@@ -4,12 +4,19 @@ One small synchronous client (the Dify plugin runtime runs tools in gevent-patch
 ``httpx.Client`` does not block other invocations). Every gateway error body
 ``{"error": {"code", "message"}}`` becomes a :class:`GatewayError` whose text names the code and
 the message, never the token.
+
+A create is sent with an ``Idempotency-Key``: the workflow's when it gives one (so a node that Dify
+retries gets the task it already started), otherwise one per tool call. When a create's answer is
+lost (a dropped connection, a time-out, a retryable 5xx or 429) it is sent again with the same
+key, and the gateway answers with the task the first one made: a video is paid for once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+import uuid
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -17,7 +24,7 @@ import httpx
 from dify_plugin.entities.tool import ToolInvokeMessage
 from dify_plugin.interfaces.tool import Tool
 
-USER_AGENT = "dify-video-gateway-plugin/0.1.1"
+USER_AGENT = "dify-video-gateway-plugin/0.1.2"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 #: The gateway answers a long-poll after at most 60 s; ask for less so a slow network still fits.
 LONG_POLL_S = 25.0
@@ -25,16 +32,26 @@ LONG_POLL_S = 25.0
 #: tool that has the video waits for it before answering without one.
 POSTER_WAIT_S = 5.0
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: How many times a create is sent when its answer is lost, and the pause before the n-th resend
+#: (``n * CREATE_PAUSE_S``). The same Idempotency-Key each time, so at most one task is made.
+CREATE_ATTEMPTS = 3
+CREATE_PAUSE_S = 1.0
+#: The gateway keeps a key for 200 characters; a longer one from a workflow is hashed down.
+_MAX_KEY = 200
 
 
 class GatewayError(Exception):
     """The gateway refused or could not be reached; ``code`` is the gateway's error code."""
 
-    def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str, status: int | None = None, retryable: bool = False
+    ) -> None:
         where = f"HTTP {status} {code}" if status is not None else code
         super().__init__(f"{where}: {message}")
         self.code = code
         self.status = status
+        #: Sending the same request again may work (the gateway says so, or no answer came).
+        self.retryable = retryable
 
 
 class Gateway:
@@ -67,28 +84,36 @@ class Gateway:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
         wait_s: float = 0.0,
     ) -> Any:
         try:
             timeout = httpx.Timeout(30.0 + wait_s, connect=10.0)
-            response = self._client.request(method, path, json=json, params=params, timeout=timeout)
+            response = self._client.request(
+                method, path, json=json, params=params, headers=headers, timeout=timeout
+            )
         except httpx.TimeoutException as exc:
             raise GatewayError(
-                f"the gateway at {self.base_url} did not answer in time", code="timeout"
+                f"the gateway at {self.base_url} did not answer in time",
+                code="timeout",
+                retryable=True,
             ) from exc
         except httpx.HTTPError as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.base_url} ({type(exc).__name__})",
                 code="unreachable",
+                retryable=True,
             ) from exc
         if response.status_code >= 400:
             code, message = "http_error", response.text[:300]
+            retryable = response.status_code in {502, 503, 504}
             try:
                 error = response.json()["error"]
                 code, message = str(error["code"]), str(error["message"])
-            except (ValueError, KeyError, TypeError):
+                retryable = bool(error.get("retryable", retryable))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass
-            raise GatewayError(message, code=code, status=response.status_code)
+            raise GatewayError(message, code=code, status=response.status_code, retryable=retryable)
         return response.json()
 
     # --- the calls the tools make -----------------------------------------------------------
@@ -97,9 +122,19 @@ class Gateway:
         """A cheap authenticated call: proves the URL and the token."""
         self.call("GET", "/v1/tasks", params={"limit": 1})
 
-    def create_task(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        task: dict[str, Any] = self.call("POST", "/v1/tasks", json=body)
-        return task
+    def create_task(
+        self, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """The task ``body`` makes; sent again (same key) while its answer is lost."""
+        headers = {"Idempotency-Key": task_key(idempotency_key)}
+        for attempt in range(1, CREATE_ATTEMPTS):
+            try:
+                return dict(self.call("POST", "/v1/tasks", json=body, headers=headers))
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+            time.sleep(CREATE_PAUSE_S * attempt)
+        return dict(self.call("POST", "/v1/tasks", json=body, headers=headers))
 
     def get_task(self, task_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
         if not _TASK_ID.match(task_id):
@@ -135,6 +170,17 @@ class Gateway:
     def expand(self, body: Mapping[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/v1/prompts/expand", json=body)
         return result
+
+
+def task_key(given: str | None) -> str:
+    """The Idempotency-Key for a create: the workflow's (hashed if the gateway would refuse its
+    length), else a fresh one for this tool call."""
+    given = (given or "").strip()
+    if not given:
+        return f"dify-plugin-{uuid.uuid4().hex}"
+    if len(given) > _MAX_KEY:
+        return "dify-plugin-sha256-" + hashlib.sha256(given.encode()).hexdigest()
+    return given
 
 
 def task_outputs(task: Mapping[str, Any]) -> dict[str, Any]:

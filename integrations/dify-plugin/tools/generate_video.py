@@ -40,5 +40,6 @@ class GenerateVideoTool(Tool):
         max_wait_s = DEFAULT_MAX_WAIT_S if max_wait in (None, "") else max(0.0, float(max_wait))
 
         with Gateway(self.runtime.credentials) as gateway:
-            task = gateway.wait(gateway.create_task(body), max_wait_s)
+            key = str(tool_parameters.get("idempotency_key") or "")
+            task = gateway.wait(gateway.create_task(body, idempotency_key=key), max_wait_s)
         yield from task_messages(self, task)
