@@ -270,6 +270,11 @@ class TaskPublic(BaseModel):
         description="The request as stored (after platform presets); data: URLs are shortened "
         "to their header followed by an ellipsis.",
     )
+    owner: str | None = Field(
+        None,
+        description="Whose task it is (the tenant's name): set in an admin's reads with "
+        "`?owner=`, null otherwise.",
+    )
 
 
 class TaskList(BaseModel):

@@ -93,6 +93,15 @@ class TokenVerifier:
         self._touch(record.id)
         return record.principal(self._defaults)
 
+    async def tenant_name(self, owner: str) -> str:
+        """The name an admin knows ``owner``'s tenant by: its token's name (also once revoked),
+        a configured token's display name, or the stored id when no token names it."""
+        for name, static_owner in self.static_owners.items():
+            if static_owner == owner:
+                return name
+        record = await self._store.by_tenant(owner) if self._store is not None else None
+        return record.name if record is not None else owner
+
     async def principal_of(self, owner: str) -> Principal | None:
         """The principal of a tenant's tokens, for work done for it without a request (a CSV
         batch fed in the background); None once its token is revoked or unknown."""

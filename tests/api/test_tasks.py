@@ -89,6 +89,7 @@ def test_an_admin_cancels_another_tenants_task_only_when_it_asks(
             f"/v1/tasks/{task['id']}", params={"owner": "cancel-team"}
         )
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["owner"] == "cancel-team"
         assert fake.cancelled == [f"fake-{task['id']}"]
         assert team.get(f"/v1/tasks/{task['id']}").json()["status"] == "cancelled"
 

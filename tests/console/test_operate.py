@@ -242,14 +242,22 @@ def test_tasks_by_batch_reuse_and_every_tenant(
         # Every tenant's tasks, for an admin: another tenant's task opens read-only.
         page.goto(f"{gateway.base_url}/#/tasks")
         expect(rows).to_have_count(4)
+        expect(page.get_by_role("columnheader", name="Tenant")).to_have_count(0)
         page.get_by_test_id("all-tenants").check()
         page.get_by_role("button", name="Filter").click()
         other = page.locator(f'[data-task-id="{theirs["id"]}"]')
         expect(other).to_be_visible()
         assert "owner=all" in page.url
+        # Each row says whose it is: the other tenant's name, and ours.
+        expect(page.get_by_role("columnheader", name="Tenant")).to_be_visible()
+        expect(other.get_by_test_id("task-owner")).to_have_text("team-c")
+        me = gateway.client.get("/v1/me").json()["name"]
+        ours = page.locator(f'[data-task-id="{original["id"]}"]')
+        expect(ours.get_by_test_id("task-owner")).to_have_text(me)
         page.screenshot(path=tmp_path / "tasks-all-tenants.png", full_page=True)
         other.get_by_role("link").click()
         expect(page.get_by_test_id("foreign-task")).to_be_visible()
+        expect(page.get_by_test_id("task-owner")).to_have_text("team-c")
         until(page, "document.querySelector('.timeline .end-succeeded') !== null")
         assert not page.get_by_role("button", name="Cancel").is_visible()
         page.screenshot(path=tmp_path / "task-foreign.png", full_page=True)

@@ -107,7 +107,8 @@ def test_admin_api(live_gateway: LiveGateway) -> None:
     assert issued["usage"] == {"active_tasks": 0, "tasks_today": 0}
 
     with live_gateway.client_for(token) as team:
-        assert team.post("/v1/tasks", json=BODY).status_code == 202
+        teams = team.post("/v1/tasks", json=BODY)
+        assert teams.status_code == 202 and teams.json()["owner"] is None
         assert team.get("/v1/admin/tokens").status_code == 403
         assert team.get("/v1/tasks", params={"owner": "all"}).status_code == 403
 
@@ -127,8 +128,15 @@ def test_admin_api(live_gateway: LiveGateway) -> None:
     assert revoked["status"] == "revoked"
     assert status(live_gateway, token) == 403 and status(live_gateway, rotated["token"]) == 403
 
+    own = admin.post("/v1/tasks", json=BODY).json()
     everyone = admin.get("/v1/tasks", params={"owner": "all"}).json()["data"]
-    assert len(everyone) == 1
+    # Each task says whose it is, by the name the admin knows (a revoked tenant's too).
+    me = admin.get("/v1/me").json()["name"]
+    owners = {t["id"]: t["owner"] for t in everyone}
+    assert owners == {own["id"]: me, teams.json()["id"]: "console-team"}
+    one = admin.get(f"/v1/tasks/{teams.json()['id']}", params={"owner": "all"}).json()
+    assert one["owner"] == "console-team"
+    assert admin.get(f"/v1/tasks/{own['id']}").json()["owner"] is None  # not asked: not said
     assert admin.get("/v1/tasks", params={"owner": "no-such-team"}).status_code == 404
     assert admin.post("/v1/admin/tokens", json={"name": "console-team"}).status_code == 409
     assert admin.post("/v1/admin/tokens", json={"name": "bad name"}).status_code == 422

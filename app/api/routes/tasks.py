@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
@@ -18,7 +19,8 @@ from app.api.schemas import (
 )
 from app.api.security import Principal, TokenVerifier
 from app.errors import ForbiddenError, NotFoundError
-from app.tasks.models import TaskStatus
+from app.tasks.models import Task, TaskStatus
+from app.tasks.service import TaskService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(*AUTH_ERRORS, 422))
 
@@ -56,6 +58,21 @@ async def owner_scope(request: Request, principal: Principal, owner: str | None)
     if owner.startswith("tn_") or len(owner) == 32:
         return owner  # a tenant id as stored
     raise NotFoundError(f"no tenant named {owner!r}")
+
+
+async def presented(
+    request: Request, tasks: TaskService, found: Sequence[Task], *, owner: str | None
+) -> list[dict[str, Any]]:
+    """``found`` as answered; in an admin's read with ``?owner=`` each also names its tenant."""
+    bodies = [await tasks.present(task) for task in found]
+    if owner is not None:
+        verifier: TokenVerifier = request.app.state.verifier
+        names: dict[str, str] = {}
+        for task, body in zip(found, bodies, strict=True):
+            if task.owner not in names:
+                names[task.owner] = await verifier.tenant_name(task.owner)
+            body["owner"] = names[task.owner]
+    return bodies
 
 
 def task_fields(body: VideoCreate) -> dict[str, Any]:
@@ -111,7 +128,8 @@ async def get_task(
     task = await tasks.get(task_id, owner=await owner_scope(request, principal, owner))
     if wait_s > 0:
         task = await tasks.wait(task, wait_s)
-    return await tasks.present(task)
+    [body] = await presented(request, tasks, [task], owner=owner)
+    return body
 
 
 @router.get("", response_model=TaskList)
@@ -140,7 +158,7 @@ async def list_tasks(
     page = found[:limit]
     has_more = len(found) > limit
     return {
-        "data": [await tasks.present(task) for task in page],
+        "data": await presented(request, tasks, page, owner=owner),
         "has_more": has_more,
         "next_before": page[-1].id if has_more else None,
     }
@@ -157,4 +175,6 @@ async def cancel_task(
     """Cancel a task that has not ended (also at the provider); admins may cancel another
     tenant's with ``owner``."""
     scope = await owner_scope(request, principal, owner)
-    return await tasks.present(await tasks.cancel(task_id, owner=scope))
+    cancelled = await tasks.cancel(task_id, owner=scope)
+    [body] = await presented(request, tasks, [cancelled], owner=owner)
+    return body

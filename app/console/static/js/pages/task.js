@@ -180,6 +180,7 @@ function renderDetails(el, task) {
       ? h("div", {}, h("p", { class: "prewrap" }, task.expanded_prompt),
         task.expanded_by ? h("span", { class: "chip" }, t(`expanded_by.${task.expanded_by}`, {}, task.expanded_by)) : null)
       : h("span", { class: "muted" }, "—")],
+    ...(task.owner ? [[t("task.owner"), h("span", { testid: "task-owner" }, task.owner)]] : []),
     [t("task.provider"), task.provider || "—"],
     [t("task.route"), task.route_reason || "—"],
     [t("task.provider_task"), task.provider_task_id

@@ -81,11 +81,14 @@ export function render(main, { query, state, signal, navigate }) {
 
   const body = h("tbody");
   const pager = h("div", { class: "actions pager" });
+  // Every tenant's tasks: each row says whose it is.
+  const everyones = filters.owner === "all";
+  const columns = [t("tasks.col.status"), t("tasks.col.prompt"),
+    ...(everyones ? [t("tasks.col.owner")] : []), t("tasks.col.provider"), t("tasks.col.length"),
+    t("tasks.col.age")];
   const table = h("table", { class: "tasks" },
     h("caption", { class: "sr-only" }, t("tasks.title")),
-    h("thead", {}, h("tr", {},
-      [t("tasks.col.status"), t("tasks.col.prompt"), t("tasks.col.provider"), t("tasks.col.length"),
-        t("tasks.col.age")].map((label) => h("th", { scope: "col" }, label)))),
+    h("thead", {}, h("tr", {}, columns.map((label) => h("th", { scope: "col" }, label)))),
     body);
 
   replace(main,
@@ -122,8 +125,8 @@ export function render(main, { query, state, signal, navigate }) {
         if (filters.group_id.startsWith("vb_")) showBatch(batchCard, filters.group_id, signal);
         // A refresh must not throw keyboard focus out of the table.
         const focused = document.activeElement?.closest?.("tr[data-task-id]")?.dataset.taskId;
-        replace(body, rows.length ? rows.map(row) : h("tr", {},
-          h("td", { colspan: 5, class: "empty muted" }, t("tasks.empty"))));
+        replace(body, rows.length ? rows.map((task) => row(task, everyones)) : h("tr", {},
+          h("td", { colspan: columns.length, class: "empty muted" }, t("tasks.empty"))));
         if (focused) body.querySelector(`tr[data-task-id="${CSS.escape(focused)}"] a`)?.focus();
       }
       renderPager(page);
@@ -165,7 +168,7 @@ export function render(main, { query, state, signal, navigate }) {
   load();
 }
 
-function row(task) {
+function row(task, withOwner) {
   const length = lengthOf(task);
   const progress = task.status === "running" ? ` ${Number(task.progress) || 0}%` : "";
   return h("tr", { testid: "task-row", dataset: { taskId: task.id } },
@@ -179,6 +182,7 @@ function row(task) {
           task.remixed_from ? h("span", { class: "chip", title: task.remixed_from }, t("tasks.remix")) : null,
           task.group_id?.startsWith("vb_") ? h("span", { class: "chip", title: task.group_id }, t("tasks.in_batch")) : null)
         : null),
+    withOwner ? h("td", { "data-label": t("tasks.col.owner"), testid: "task-owner" }, task.owner || "—") : null,
     h("td", { "data-label": t("tasks.col.provider") }, task.provider || "—"),
     h("td", { "data-label": t("tasks.col.length") }, length ? formatDuration(length) : "—"),
     h("td", { "data-label": t("tasks.col.age") },
