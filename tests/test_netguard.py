@@ -6,10 +6,9 @@ inner network backend records connection attempts and refuses anything but 127.0
 
 from __future__ import annotations
 
-import threading
 import typing
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpcore
 import httpx
@@ -18,6 +17,7 @@ import pytest
 from app.errors import InvalidUrlError
 from app.netguard import BlockedAddressError, GuardedBackend, UrlPolicy, guarded_client
 from tests.conftest import GatewayFactory
+from tests.emulators.server import serve_handler
 
 REFUSED = [
     "http://127.0.0.1/",
@@ -201,14 +201,8 @@ def loopback_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(Handler) as address:
+        yield address, seen
 
 
 @pytest.mark.anyio

@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import subprocess
-import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from tests.dify.plugin_daemon import (
     PluginInvokeError,
     PluginProcess,
 )
-from tests.emulators.server import free_port
+from tests.emulators.server import free_port, serve_handler
 from tests.fakes import ControlledProvider
 from tests.mp4 import probe
 
@@ -319,14 +318,8 @@ def _serve_file(data: bytes) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/files/frame.png"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(Handler) as address:
+        yield f"http://{address}/files/frame.png"
 
 
 def test_a_first_frame_image_reaches_the_provider_as_a_data_url(
@@ -402,15 +395,8 @@ def _front_that_loses(target: str, *, lose: int) -> Iterator[tuple[str, list[str
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", keys
-    finally:
-        server.shutdown()
-        server.server_close()
-        upstream.close()
+    with upstream, serve_handler(Handler) as address:
+        yield f"http://{address}", keys
 
 
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}

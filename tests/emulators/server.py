@@ -2,12 +2,15 @@
 
 Tests talk to emulators over real HTTP, exactly as the gateway talks to the real
 service. ``serve_in_thread`` starts uvicorn in a daemon thread on a free port and
-yields the base URL; the server is shut down when the context exits.
+yields the base URL; the server is shut down when the context exits. ``serve_handler`` does
+the same for a standard-library request handler (a few lines of a server that misbehaves on
+purpose: a redirect to a forbidden address, a front that drops an answer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -51,3 +54,16 @@ def serve_in_thread(app: Any, *, port: int | None = None, **options: Any) -> Ite
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_handler(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a thread per request); yield ``127.0.0.1:PORT``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
