@@ -362,12 +362,16 @@ def test_a_first_frame_image_reaches_the_provider_as_a_data_url(
 
 
 @contextlib.contextmanager
-def _front_that_loses(target: str, *, lose: int) -> Iterator[tuple[str, list[str | None]]]:
+def _front_that_loses(
+    target: str, *, creates: int = 0, reads: int = 0
+) -> Iterator[tuple[str, list[str | None]]]:
     """A front for the gateway (a load balancer, a proxy) that passes every request on and every
-    answer back, except the answers of the first ``lose`` creates (``POST /v1/tasks``): those it
-    cuts off after the gateway has handled the request. Yields its URL and, for each create it
-    passed on, the ``Idempotency-Key`` it carried."""
+    answer back, except the answers of the first ``creates`` creates (``POST /v1/tasks``) and the
+    first ``reads`` task reads (``GET /v1/tasks/{id}``): those it cuts off after the gateway has
+    handled the request. Yields its URL and, for each create it passed on, the
+    ``Idempotency-Key`` it carried."""
     keys: list[str | None] = []
+    cut = {"POST": creates, "GET": reads}
     upstream = httpx.Client(base_url=target, timeout=90)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -377,11 +381,14 @@ def _front_that_loses(target: str, *, lose: int) -> Iterator[tuple[str, list[str
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             answer = upstream.request(self.command, self.path, headers=headers, content=body)
-            if self.command == "POST" and self.path == "/v1/tasks":
+            create = self.command == "POST" and self.path == "/v1/tasks"
+            read = self.command == "GET" and self.path.startswith("/v1/tasks/")
+            if create:
                 keys.append(self.headers.get("Idempotency-Key"))
-                if len(keys) <= lose:
-                    self.close_connection = True  # the gateway answered; the caller never hears
-                    return
+            if (create or read) and cut[self.command] > 0:
+                cut[self.command] -= 1
+                self.close_connection = True  # the gateway answered; the caller never hears
+                return
             self.send_response(answer.status_code)
             for name, value in answer.headers.items():
                 if name.lower() not in HOP_HEADERS:
@@ -408,7 +415,7 @@ def test_a_create_whose_answer_is_lost_is_sent_again_and_paid_once(
     provider = ControlledProvider("paid")
     with (
         gateway_factory(extra_providers={"paid": provider}) as gateway,
-        _front_that_loses(gateway.base_url, lose=2) as (front, keys),
+        _front_that_loses(gateway.base_url, creates=2) as (front, keys),
     ):
         started = _variables(
             plugin.invoke_tool(
@@ -427,6 +434,25 @@ def test_a_create_whose_answer_is_lost_is_sent_again_and_paid_once(
     assert len(provider.submits) == 1
 
 
+def test_a_dropped_poll_does_not_fail_a_video_on_its_way(
+    live_gateway: LiveGateway, plugin: PluginProcess
+) -> None:
+    with _front_that_loses(live_gateway.base_url, reads=2) as (front, keys):
+        done = _variables(
+            plugin.invoke_tool(
+                "generate_video",
+                {"prompt": "a lantern drifting up", "max_wait": 60, **FAST},
+                {"base_url": front, "token": live_gateway.token},
+            )
+        )
+
+    assert done["status"] == "succeeded" and done["video_url"]
+    assert len(keys) == 1
+    assert [t["id"] for t in live_gateway.client.get("/v1/tasks").json()["data"]] == [
+        done["task_id"]
+    ]
+
+
 def test_a_node_retried_with_the_run_id_as_key_gets_the_task_it_started(
     gateway_factory: GatewayFactory, plugin: PluginProcess
 ) -> None:
@@ -435,7 +461,7 @@ def test_a_node_retried_with_the_run_id_as_key_gets_the_task_it_started(
     run_key = {"idempotency_key": "0b5d3c1e-run-of-the-workflow"}
     with (
         gateway_factory(extra_providers={"paid": provider}) as gateway,
-        _front_that_loses(gateway.base_url, lose=0) as (front, keys),
+        _front_that_loses(gateway.base_url) as (front, keys),
     ):
         credentials = {"base_url": front, "token": gateway.token}
         first = _variables(plugin.invoke_tool("generate_video", {**args, **run_key}, credentials))
@@ -501,7 +527,7 @@ def test_the_plugin_workflow_passes_graphon_validation(tmp_path: Path) -> None:
 def test_the_plugin_workflow_delivers_a_playable_video(
     live_gateway: LiveGateway, package: dict[str, Any], tmp_path: Path
 ) -> None:
-    with _front_that_loses(live_gateway.base_url, lose=0) as (front, keys):
+    with _front_that_loses(live_gateway.base_url) as (front, keys):
         result = engine.run(
             engine.PLUGIN_WORKFLOW,
             base_url=front,

@@ -8,7 +8,9 @@ the message, never the token.
 A create is sent with an ``Idempotency-Key``: the workflow's when it gives one (so a node that Dify
 retries gets the task it already started), otherwise one per tool call. When a create's answer is
 lost (a dropped connection, a time-out, a retryable 5xx or 429) it is sent again with the same
-key, and the gateway answers with the task the first one made: a video is paid for once.
+key, and the gateway answers with the task the first one made: a video is paid for once. Task
+reads are sent again the same way, so one dropped poll does not fail a tool whose video is on
+its way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import httpx
@@ -32,10 +34,10 @@ LONG_POLL_S = 25.0
 #: tool that has the video waits for it before answering without one.
 POSTER_WAIT_S = 5.0
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-#: How many times a create is sent when its answer is lost, and the pause before the n-th resend
-#: (``n * CREATE_PAUSE_S``). The same Idempotency-Key each time, so at most one task is made.
-CREATE_ATTEMPTS = 3
-CREATE_PAUSE_S = 1.0
+#: How many times a create or a task read is sent when its answer is lost, and the pause before
+#: the n-th resend (``n * RESEND_PAUSE_S``). A create keeps its Idempotency-Key: one task is made.
+ATTEMPTS = 3
+RESEND_PAUSE_S = 1.0
 #: The gateway keeps a key for 200 characters; a longer one from a workflow is hashed down.
 _MAX_KEY = 200
 
@@ -127,22 +129,14 @@ class Gateway:
     ) -> dict[str, Any]:
         """The task ``body`` makes; sent again (same key) while its answer is lost."""
         headers = {"Idempotency-Key": task_key(idempotency_key)}
-        for attempt in range(1, CREATE_ATTEMPTS):
-            try:
-                return dict(self.call("POST", "/v1/tasks", json=body, headers=headers))
-            except GatewayError as exc:
-                if not exc.retryable:
-                    raise
-            time.sleep(CREATE_PAUSE_S * attempt)
-        return dict(self.call("POST", "/v1/tasks", json=body, headers=headers))
+        return dict(_resent(lambda: self.call("POST", "/v1/tasks", json=body, headers=headers)))
 
     def get_task(self, task_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
         if not _TASK_ID.match(task_id):
             raise GatewayError(f"{task_id!r} is not a task id", code="validation_error")
         params = {"wait_s": wait_s} if wait_s > 0 else None
         path = f"/v1/tasks/{task_id}"
-        task: dict[str, Any] = self.call("GET", path, params=params, wait_s=wait_s)
-        return task
+        return dict(_resent(lambda: self.call("GET", path, params=params, wait_s=wait_s)))
 
     def wait(self, task: dict[str, Any], max_wait_s: float) -> dict[str, Any]:
         """Long-poll ``task`` until it ends or ``max_wait_s`` has passed; the latest state."""
@@ -170,6 +164,19 @@ class Gateway:
     def expand(self, body: Mapping[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/v1/prompts/expand", json=body)
         return result
+
+
+def _resent(send: Callable[[], Any]) -> Any:
+    """``send()``'s answer, sending again (``ATTEMPTS`` in all) while it fails in a way that may
+    pass: no answer, or an error the gateway calls retryable."""
+    for attempt in range(1, ATTEMPTS):
+        try:
+            return send()
+        except GatewayError as exc:
+            if not exc.retryable:
+                raise
+        time.sleep(RESEND_PAUSE_S * attempt)
+    return send()
 
 
 def task_key(given: str | None) -> str:
