@@ -96,9 +96,8 @@ class TokenVerifier:
     async def tenant_name(self, owner: str) -> str:
         """The name an admin knows ``owner``'s tenant by: its token's name (also once revoked),
         a configured token's display name, or the stored id when no token names it."""
-        for name, static_owner in self.static_owners.items():
-            if static_owner == owner:
-                return name
+        if owner in self.static_owners.values():
+            return static_name(owner)
         record = await self._store.by_tenant(owner) if self._store is not None else None
         return record.name if record is not None else owner
 

@@ -181,6 +181,15 @@ _STATES: dict[str, JobState] = {
     "expired": JobState.FAILED,
 }
 _AUTH_STATUSES = (401, 403)
+
+
+def still_going(word: object) -> bool:
+    """Whether Ark's status word (a callback's, say) names a job that has not ended: queued or
+    running. An unknown word, or none, is not taken for one."""
+    state = _STATES.get(word) if isinstance(word, str) else None
+    return state is not None and not state.is_terminal
+
+
 # Ark's list API: page_size is at most 500; how far back find_job reads, and the clock skew
 # allowed between our submit time and Ark's created_at.
 LIST_PAGE_SIZE = 100

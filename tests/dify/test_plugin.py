@@ -361,6 +361,10 @@ def test_a_first_frame_image_reaches_the_provider_as_a_data_url(
     assert base64.b64decode(sent.split(",", 1)[1]) == image.getvalue()
 
 
+#: Headers about one connection, which a front does not pass on.
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
+
+
 @contextlib.contextmanager
 def _front_that_loses(
     target: str, *, creates: int = 0, reads: int = 0
@@ -404,9 +408,6 @@ def _front_that_loses(
 
     with upstream, serve_handler(Handler) as address:
         yield f"http://{address}", keys
-
-
-HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
 
 
 def test_a_create_whose_answer_is_lost_is_sent_again_and_paid_once(

@@ -3,9 +3,9 @@
 Ark POSTs the task object to the ``callback_url`` the gateway gave it on every status change.
 The URL carries an HMAC of the gateway task id (``?sig=``), so only Ark, which received it from
 us, can call it. The body's state is never trusted — the pipeline re-GETs the job from Ark with
-our key; a job that says it is still queued or running is just not read at once — but its
-``id`` tells which job is this task's: a task whose create answer was lost
-adopts it (``TaskService.adopt_job``), which is how a slow create is paid for exactly once.
+our key, and a job that says it is still queued or running is only not read at once — but its
+``id`` tells which job is this task's: a task whose create answer was lost adopts it
+(``TaskService.adopt_job``), which is how a slow create is paid for exactly once.
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ from fastapi import APIRouter, Query, Request
 from app.api.deps import SettingsDep, TasksDep
 from app.errors import ForbiddenError, NotFoundError
 from app.providers.seedance import NAME as SEEDANCE
-from app.providers.seedance import verify_callback
+from app.providers.seedance import still_going, verify_callback
 
 router = APIRouter(tags=["callbacks"])
-
-#: Ark's words for a job that has not ended.
-STILL_GOING = frozenset({"queued", "running"})
 
 
 @router.post("/v1/callbacks/seedance/{task_id}", include_in_schema=False)
@@ -47,8 +44,7 @@ async def seedance_callback(
     # decides nothing but that: "queued" and "running" leave the job to its read schedule
     # (a hundred jobs starting together would otherwise be read in the middle of their
     # submits); anything else, or nothing, is read at once.
-    status = body.get("status") if isinstance(body, dict) else None
-    look = status not in STILL_GOING
+    look = not still_going(body.get("status") if isinstance(body, dict) else None)
     if isinstance(job_id, str) and 0 < len(job_id) <= 200:
         await tasks.adopt_job(task_id, SEEDANCE, job_id, look=look)
     elif look:
